@@ -1,0 +1,117 @@
+"""Every URI, bucket, threshold and limit of terracover, in one pydantic-settings class.
+
+Defaults are embedded: with no environment at all, everything lives under ``TERRACOVER_HOME`` (default
+``./.terracover``) on the local disk, MLflow uses SQLite and the catalog is file-backed, so one machine runs the
+whole lifecycle offline. Production overrides these with ``TERRACOVER_*`` environment variables (or a ``.env``).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+TILE_SIZE_PX = 10980  # a Sentinel-2 MGRS tile at 10 m
+
+
+class Settings(BaseSettings):
+    """Runtime configuration. Read once per process through :func:`get_settings`."""
+
+    model_config = SettingsConfigDict(env_prefix="TERRACOVER_", env_file=".env", extra="ignore")
+
+    # --- where things live -------------------------------------------------------------------------
+    home: Path = Field(default=Path(".terracover"), description="Root of every embedded default.")
+    store_uri: str = Field(default="", description="Object store root: a folder or s3://bucket/prefix.")
+    catalog_uri: str = Field(
+        default="", description="Catalog: a folder (embedded) or postgresql://... (pgSTAC through pypgstac)."
+    )
+    mlflow_tracking_uri: str = Field(default="", description="MLflow tracking server or sqlite:/// URI.")
+
+    # --- S3-compatible object storage --------------------------------------------------------------
+    s3_endpoint_url: str | None = Field(default=None, description="Custom S3 endpoint (MinIO, Garage, moto).")
+    s3_region: str = "us-east-1"
+    presign_expiry_s: int = Field(default=3600, ge=60, le=7 * 24 * 3600)
+
+    # --- data sources ------------------------------------------------------------------------------
+    scene_source: Literal["simulator", "stac", "sentinelhub"] = "simulator"
+    stac_api_url: str = "https://earth-search.aws.element84.com/v1"
+    s2_collection: str = "sentinel-2-l2a"
+    max_cloud_cover: float = Field(default=80.0, ge=0, le=100)
+    dem_source: Literal["simulator", "cop-dem-glo-30", "aster-gdem"] = "simulator"
+    dem_stac_api_url: str = "https://earth-search.aws.element84.com/v1"
+    dem_collection: str = "cop-dem-glo-30"
+    cmr_stac_url: str = "https://cmr.earthdata.nasa.gov/stac/LPCLOUD"
+    sentinelhub_base_url: str = "https://sh.dataspace.copernicus.eu"
+    sentinelhub_client_id: str | None = None
+    sentinelhub_client_secret: SecretStr | None = None
+
+    # --- grid and region ---------------------------------------------------------------------------
+    subtile_size: int = Field(default=1098, description="Subtile edge in 10 m pixels; must divide 10980.")
+    region_bbox: tuple[float, float, float, float] = Field(
+        default=(-0.045, 39.94, 0.035, 39.975),
+        description="lon/lat box (west, south, east, north) of the region kept current. The default straddles"
+        " the UTM 30/31 boundary near Castello, so the demo exercises multi-tile, multi-zone work.",
+    )
+    tiles: list[str] = Field(
+        default_factory=list, description="MGRS tiles to keep; empty = the tiles the region touches."
+    )
+    years: list[int] = Field(default_factory=lambda: [2023])
+
+    # --- training and promotion --------------------------------------------------------------------
+    primary_metric: Literal["kappa", "overall_accuracy", "macro_f1"] = "kappa"
+    min_margin: float = Field(default=0.0, ge=0.0, description="Challenger must beat champion by this much.")
+    min_samples_per_class: int = Field(default=5, ge=1)
+    random_seed: int = 42
+
+    # --- serving -----------------------------------------------------------------------------------
+    serving_url: str = "http://127.0.0.1:3000"
+    reload_token: SecretStr = SecretStr("terracover-dev-token")
+    max_aoi_km2: float = Field(default=500.0, gt=0)
+    model_refresh_s: int = Field(default=60, ge=5)
+
+    # --- monitoring --------------------------------------------------------------------------------
+    prometheus_url: str = "http://127.0.0.1:9090"
+    alertmanager_url: str = "http://127.0.0.1:9093"
+    confidence_threshold: float = Field(default=0.6, gt=0, lt=1)
+
+    @field_validator("subtile_size")
+    @classmethod
+    def _divides_tile(cls, v: int) -> int:
+        if v <= 0 or TILE_SIZE_PX % v:
+            raise ValueError(f"subtile_size must divide {TILE_SIZE_PX} (e.g. 1098, 549, 366, 183), got {v}")
+        return v
+
+    @field_validator("tiles")
+    @classmethod
+    def _upper_tiles(cls, v: list[str]) -> list[str]:
+        return [t.strip().upper().removeprefix("T") for t in v]
+
+    @model_validator(mode="after")
+    def _embedded_defaults(self) -> Settings:
+        """Fill the URIs left empty with folders under ``home`` (the embedded, one-machine defaults)."""
+        home = self.home.expanduser().resolve()
+        self.home = home
+        if not self.store_uri:
+            self.store_uri = str(home / "store")
+        if not self.catalog_uri:
+            self.catalog_uri = str(home / "catalog")
+        if not self.mlflow_tracking_uri:
+            self.mlflow_tracking_uri = f"sqlite:///{home / 'mlflow.db'}"
+        return self
+
+    @property
+    def store_is_s3(self) -> bool:
+        return self.store_uri.startswith("s3://")
+
+    @property
+    def catalog_is_pgstac(self) -> bool:
+        return self.catalog_uri.startswith(("postgresql://", "postgres://"))
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (tests call ``get_settings.cache_clear()`` after changing the environment)."""
+    return Settings()
