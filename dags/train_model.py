@@ -1,0 +1,278 @@
+"""Yearly land-cover model: train, evaluate, register, compare, ask a human, promote, tell serving."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from airflow.providers.standard.operators.hitl import ApprovalOperator
+from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
+from airflow.sdk import (
+    AssetOrTimeSchedule,
+    CronTriggerTimetable,
+    Param,
+    TriggerRule,
+    dag,
+    get_current_context,
+    task,
+)
+from airflow.sdk.exceptions import AirflowSkipException
+from terracover_airflow import DEFAULT_ARGS, TRAINING_SET_ASSET, setup_logging
+
+DOC = """
+### train_model
+One run trains, registers and (after a human says so) promotes the model of **one year**: `landcover-{year}`.
+
+**When it runs, and for which year**
+- *Schedule*: 15 January 03:00 UTC, for the **previous** calendar year (`logical_date.year - 1`), whose
+  composites are complete by then. Airflow 3 cron schedules are `CronTriggerTimetable`s with zero-length
+  data intervals, so the year comes from `logical_date`. Backfill builds past years:
+  `airflow backfill create --dag-id train_model --from-date 2019-01-01 --to-date 2024-02-01` (2018..2023).
+- *Asset*: a `terracover_training_set` event of `build_training_set` (extra `year`, `dataset_uri`, `sha256`).
+- *Conf*: `{"year": 2023}` (e.g. from `retrain_on_alert`), optionally `dataset_uri`, `config`,
+  `rfe_target`, `shadow_first`.
+
+**Many years at once.** The approval step (`ApprovalOperator`) waits per model version; a mapped HITL task
+would tie every year's promotion, retries and failures to one run. So a run that has several years to do
+(several asset events at once) trains none itself: `trigger_year_runs` starts one `train_model` run per
+year with conf `{"year", "dataset_uri"}`. A year that fails or is rejected never blocks another.
+
+**Steps of a one-year run.** `train_and_register` loads the table (conf/asset `dataset_uri`, else the
+newest `datasets/{year}/*.parquet`), trains the configuration in param `config`, evaluates on the held-out
+split, logs params/metrics/artifacts/lineage to MLflow and registers a version with its STAC MLM item.
+`compare_with_champion` re-scores the champion on the **challenger's** test split and applies
+`primary_metric` + `min_margin` from settings: a better model (or the year's first) gets alias
+`challenger`, otherwise the run stops there. `approval` asks a human in *Required Actions* (Markdown:
+metrics side by side, both confusion matrices, data added, MLflow link). **Approve** -> `promote` sets
+`champion` (or `shadow` with `shadow_first`), `approved_by` = the responder; then `notify_serving` POSTs
+`/admin/reload` (best effort). **Reject** -> `record_rejection` tags the version; the champion stays.
+"""
+
+DAG_ID = "train_model"
+CONFIGS = [
+    "rf_fast",
+    "rf_full",
+    "lgbm",
+    "mlp",
+]  # terracover.train.CONFIGS (kept literal: parsing stays light)
+
+
+@dag(
+    dag_id=DAG_ID,
+    schedule=AssetOrTimeSchedule(
+        timetable=CronTriggerTimetable("0 3 15 1 *", timezone="UTC"), assets=TRAINING_SET_ASSET
+    ),
+    start_date=datetime(2016, 1, 1),
+    catchup=False,
+    default_args=DEFAULT_ARGS,
+    tags=["terracover", "model-plane"],
+    doc_md=DOC,
+    max_active_runs=4,
+    params={
+        "year": Param(
+            None, type=["null", "integer"], minimum=2015, description="Model year (default: see doc)"
+        ),
+        "dataset_uri": Param(None, type=["null", "string"], description="Training table (default: newest)"),
+        "config": Param(
+            "rf_fast", enum=CONFIGS, description="Model configuration (terracover.train.CONFIGS)"
+        ),
+        "rfe_target": Param(None, type=["null", "integer"], minimum=1, description="RFE down to N features"),
+        "shadow_first": Param(
+            False, type="boolean", description="On approval set alias shadow, not champion"
+        ),
+    },
+)
+def train_model() -> None:
+    @task
+    def plan() -> list[dict[str, Any]]:
+        """The (year, dataset_uri) jobs of this run, newest event per year."""
+        ctx = get_current_context()
+        params = ctx["params"]
+        if params.get("year"):
+            return [{"year": int(params["year"]), "dataset_uri": params.get("dataset_uri")}]
+        events = sorted(
+            (e for evs in ctx["triggering_asset_events"].values() for e in evs), key=lambda e: e.timestamp
+        )
+        jobs = {int(e.extra["year"]): e.extra.get("dataset_uri") for e in events if e.extra.get("year")}
+        if jobs:
+            return [{"year": y, "dataset_uri": uri} for y, uri in sorted(jobs.items())]
+        logical_date = ctx.get("logical_date")
+        if logical_date is None:
+            raise ValueError(
+                'no year: trigger with conf {"year": 2023}, an asset event, or run on the schedule'
+            )
+        return [{"year": logical_date.year - 1, "dataset_uri": None}]
+
+    @task
+    def child_runs(jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Confs of the per-year runs to start: none when this run handles a single year itself."""
+        return jobs if len(jobs) > 1 else []
+
+    @task
+    def this_year(jobs: list[dict[str, Any]]) -> dict[str, Any]:
+        if len(jobs) != 1:
+            raise AirflowSkipException(f"{len(jobs)} years: handled by one triggered run each")
+        return jobs[0]
+
+    @task
+    def train_and_register(job: dict[str, Any]) -> dict[str, Any]:
+        setup_logging()
+        from dataclasses import asdict
+
+        from terracover import registry
+        from terracover.evaluate import evaluate_model
+        from terracover.settings import get_settings
+        from terracover.train import load_table, train
+
+        ctx = get_current_context()
+        s = get_settings()
+        table = load_table(job["year"], job.get("dataset_uri"), s)
+        trained = train(
+            table.frame,
+            ctx["params"]["config"],
+            seed=s.random_seed,
+            rfe_target=ctx["params"].get("rfe_target"),
+        )
+        evaluation = evaluate_model(trained.estimator, table.frame, trained.features)
+        ref = registry.log_and_register(
+            trained,
+            evaluation,
+            table_uri=table.uri,
+            dataset_sha256=table.sha256,
+            year=job["year"],
+            dag_run_id=ctx["run_id"],
+            settings=s,
+            table=table.frame,
+        )
+        return {
+            "ref": asdict(ref),
+            "dataset_uri": table.uri,
+            "metrics": evaluation.metrics(),
+            "throughput": trained.throughput_pixels_per_s,
+        }
+
+    @task
+    def compare_with_champion(result: dict[str, Any]) -> dict[str, Any]:
+        setup_logging()
+        from terracover import registry
+        from terracover.evaluate import evaluate_model
+        from terracover.settings import get_settings
+        from terracover.train import data_added_summary, load_table
+
+        s = get_settings()
+        ref = registry.ModelRef(**result["ref"])
+        table = load_table(ref.year, result["dataset_uri"], s)
+        champ = registry.score_champion(ref.year, table.frame, s)
+        # Re-score the challenger from the registry: proves the registered artifact loads and scores.
+        loaded = registry.load_version(ref, s)
+        evaluation = evaluate_model(loaded.estimator, table.frame, loaded.features)
+        comparison = registry.compare(
+            evaluation.metrics(), champ.metrics if champ else None, s.primary_metric, s.min_margin
+        )
+        if comparison.better:
+            registry.set_challenger(ref, s)
+        added = data_added_summary(
+            table.frame,
+            load_table(ref.year, champ.dataset_uri, s).frame if champ and champ.dataset_uri else None,
+            table.uri,
+        )
+        link = registry.run_link(ref, s)
+        return {
+            "better": comparison.better,
+            "reason": comparison.reason,
+            "markdown": registry.approval_markdown(
+                ref,
+                evaluation,
+                comparison,
+                champ=champ,
+                data_added=added,
+                link=link,
+                throughput=result["throughput"],
+            ),
+        }
+
+    @task.short_circuit
+    def needs_approval(comparison: dict[str, Any]) -> bool:
+        print(comparison["reason"])
+        return bool(comparison["better"])
+
+    approval = ApprovalOperator(
+        task_id="approval",
+        subject="Promote {{ ti.xcom_pull(task_ids='train_and_register')['ref']['name'] }} version "
+        "{{ ti.xcom_pull(task_ids='train_and_register')['ref']['version'] }}"
+        "{{ ' as shadow' if params.shadow_first else '' }}?",
+        body="{{ ti.xcom_pull(task_ids='compare_with_champion')['markdown'] }}",
+        response_timeout=timedelta(days=14),
+    )
+
+    @task
+    def promote(result: dict[str, Any]) -> str:
+        setup_logging()
+        from terracover import registry
+        from terracover.settings import get_settings
+
+        ctx = get_current_context()
+        response = ctx["ti"].xcom_pull(task_ids="approval")
+        approval_record = registry.Approval.from_hitl_response(response)
+        return registry.approve(
+            registry.ModelRef(**result["ref"]),
+            approval_record,
+            shadow=bool(ctx["params"]["shadow_first"]),
+            settings=get_settings(),
+        )
+
+    @task(trigger_rule=TriggerRule.ALL_SKIPPED)
+    def record_rejection(result: dict[str, Any]) -> None:
+        """Runs when promote was skipped; acts only if that was because a human chose Reject."""
+        setup_logging()
+        from terracover import registry
+        from terracover.settings import get_settings
+
+        response = get_current_context()["ti"].xcom_pull(task_ids="approval") or {}
+        if list(response.get("chosen_options") or []) != [ApprovalOperator.REJECT]:
+            raise AirflowSkipException("no rejection to record")
+        user = response.get("responded_by_user") or {}
+        registry.reject(
+            registry.ModelRef(**result["ref"]),
+            str(user.get("name") or user.get("id") or ""),
+            "rejected in the Airflow approval task",
+            get_settings(),
+        )
+
+    @task(trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)
+    def notify_serving(alias: str) -> None:
+        """Best effort: the service also polls the registry every ``model_refresh_s``."""
+        setup_logging()
+        import logging
+
+        import httpx
+        from terracover.settings import get_settings
+
+        s = get_settings()
+        url = f"{s.serving_url.rstrip('/')}/admin/reload"
+        try:
+            r = httpx.post(
+                url, headers={"Authorization": f"Bearer {s.reload_token.get_secret_value()}"}, timeout=10
+            )
+            r.raise_for_status()
+            logging.getLogger("terracover").info("serving reloaded after %s change: %s", alias, r.text[:200])
+        except httpx.HTTPError as e:
+            logging.getLogger("terracover").warning(
+                "could not notify serving at %s (%s); it will poll", url, e
+            )
+
+    # XComArgs stand in for the task values at parse time (Any: mypy checks the task bodies, not the wiring).
+    jobs: Any = plan()
+    TriggerDagRunOperator.partial(
+        task_id="trigger_year_runs", trigger_dag_id=DAG_ID, logical_date=None
+    ).expand(conf=child_runs(jobs))
+    job: Any = this_year(jobs)
+    result: Any = train_and_register(job)
+    comparison: Any = compare_with_champion(result)
+    promoted: Any = promote(result)
+    needs_approval(comparison) >> approval >> promoted
+    promoted >> record_rejection(result)
+    notify_serving(promoted)
+
+
+train_model()

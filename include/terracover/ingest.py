@@ -1,0 +1,178 @@
+"""Copy the bands a region needs from a scene source into the object store, once, and catalog them.
+
+Scenes land under ``scenes/{tile}/{date}/{band}.tif`` (DESIGN.md section 3), clipped to the region snapped out to
+whole subtiles of the tile, at each band's native resolution, as COGs. Ingestion is idempotent: a band object
+that exists is not fetched again, and catalog upserts replace rather than duplicate.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import pystac
+from affine import Affine
+from pyproj import Transformer
+from shapely.geometry import box, mapping
+from shapely.ops import transform as shp_transform
+
+from terracover import grid
+from terracover.bands import BAND_BY_NAME, SCL, SPECTRAL_BANDS
+from terracover.catalog import SCENES_COLLECTION, Catalog
+from terracover.cog import write_cog
+from terracover.sources.base import SceneSource, scene_tile
+from terracover.store import ObjectStore
+
+log = logging.getLogger(__name__)
+
+INGESTED_BANDS: tuple[str, ...] = (*SPECTRAL_BANDS, SCL.name)
+COARSEST_M = 60  # every band's window must start on a 60 m boundary so all resolutions share bounds
+
+
+def scene_key(tile: str, day: str, band: str) -> str:
+    return f"scenes/{tile}/{day}/{band}.tif"
+
+
+def scene_day(item: pystac.Item) -> str:
+    if item.datetime is None:
+        raise ValueError(f"item {item.id} has no datetime")
+    return item.datetime.date().isoformat()
+
+
+def region_bounds(
+    tile_name: str, region_bbox: tuple[float, float, float, float], subtile_size: int
+) -> tuple[float, float, float, float] | None:
+    """UTM bounds of the subtiles of ``tile_name`` that the region touches, snapped out to 60 m; None if none."""
+    subs = [
+        s for s in grid.subtiles_for_geometry(box(*region_bbox), subtile_size) if s.tile.name == tile_name
+    ]
+    if not subs:
+        return None
+    minx = min(s.bounds[0] for s in subs)
+    miny = min(s.bounds[1] for s in subs)
+    maxx = max(s.bounds[2] for s in subs)
+    maxy = max(s.bounds[3] for s in subs)
+    t = grid.tile(tile_name)
+    # snap outward on the tile's own 60 m lattice (its origin is 60 m aligned)
+    minx = t.ulx + math.floor((minx - t.ulx) / COARSEST_M) * COARSEST_M
+    maxx = t.ulx + math.ceil((maxx - t.ulx) / COARSEST_M) * COARSEST_M
+    maxy = t.uly - math.floor((t.uly - maxy) / COARSEST_M) * COARSEST_M
+    miny = t.uly - math.ceil((t.uly - miny) / COARSEST_M) * COARSEST_M
+    return minx, miny, maxx, maxy
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    item_id: str
+    tile: str
+    day: str
+    copied: int
+    skipped: int
+    seconds: float
+
+
+def catalog_item(
+    item: pystac.Item,
+    tile: str,
+    bounds: tuple[float, float, float, float],
+    store: ObjectStore,
+    bands: Sequence[str],
+    source: str,
+) -> pystac.Item:
+    """The store-side STAC item of an ingested scene: geometry of the clipped window, assets in the store."""
+    t = grid.tile(tile)
+    to_wgs84 = Transformer.from_crs(t.epsg, 4326, always_xy=True).transform
+    footprint = shp_transform(to_wgs84, box(*bounds).segmentize(1000))
+    props = {
+        k: v
+        for k, v in item.properties.items()
+        if k.startswith(("eo:", "s2:", "mgrs:", "grid:", "view:", "proj:"))
+        or k in ("platform", "constellation")
+    }
+    props.update(
+        {
+            "terracover:tile": tile,
+            "terracover:source": source,
+            "terracover:source_item": item.id,
+            "proj:epsg": t.epsg,
+        }
+    )
+    out = pystac.Item(
+        id=item.id,
+        geometry=mapping(footprint),
+        bbox=list(footprint.bounds),
+        datetime=item.datetime,
+        properties=props,
+        collection=SCENES_COLLECTION,
+    )
+    day = scene_day(item)
+    for band in bands:
+        key = scene_key(tile, day, band)
+        out.add_asset(
+            band,
+            pystac.Asset(
+                href=store.uri(key),
+                media_type=pystac.MediaType.COG,
+                roles=["data"],
+                extra_fields={"gsd": BAND_BY_NAME[band].resolution_m, "terracover:key": key},
+            ),
+        )
+    return out
+
+
+def ingest_scene(
+    item: pystac.Item,
+    region_bbox: tuple[float, float, float, float],
+    subtile_size: int,
+    source: SceneSource,
+    store: ObjectStore,
+    catalog: Catalog,
+    bands: Sequence[str] = INGESTED_BANDS,
+) -> IngestResult:
+    """Copy one scene's bands over the region into the store, then upsert its catalog item.
+
+    The catalog item is written last, so its presence means every band object is complete.
+    """
+    t0 = time.perf_counter()
+    tile = scene_tile(item)
+    day = scene_day(item)
+    bounds = region_bounds(tile, region_bbox, subtile_size)
+    if bounds is None:
+        raise ValueError(f"scene {item.id} is on tile {tile}, which the region {region_bbox} does not touch")
+    epsg = grid.tile(tile).epsg
+    copied = skipped = 0
+    for i, band in enumerate(bands, start=1):
+        key = scene_key(tile, day, band)
+        if store.exists(key):
+            skipped += 1
+            continue
+        res = BAND_BY_NAME[band].resolution_m
+        data = source.read_band(item, band, bounds, res)
+        transform = Affine(res, 0, bounds[0], 0, -res, bounds[3])
+        with store.writer(key, suffix=".tif") as path:
+            write_cog(path, data, transform, epsg, nodata=0, descriptions=[band], overviews=False)
+        copied += 1
+        log.info(
+            "scene %s: band %s (%d/%d) %dx%d px at %d m",
+            item.id,
+            band,
+            i,
+            len(bands),
+            data.shape[1],
+            data.shape[0],
+            res,
+        )
+    catalog.upsert_items([catalog_item(item, tile, bounds, store, bands, source.name)])
+    return IngestResult(item.id, tile, day, copied, skipped, round(time.perf_counter() - t0, 3))
+
+
+def pending_scenes(items: Sequence[pystac.Item], catalog: Catalog) -> list[pystac.Item]:
+    """Items not yet in the catalog: a re-run over the same window maps no task for what is done."""
+    ids = [i.id for i in items]
+    if not ids:
+        return []
+    done = {i.id for i in catalog.search(collections=[SCENES_COLLECTION], ids=ids)}
+    return [i for i in items if i.id not in done]

@@ -1,0 +1,28 @@
+"""``python -m terracover.report``: what the platform holds right now, per catalog collection and store prefix."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from terracover.catalog import open_catalog
+from terracover.settings import get_settings
+from terracover.store import open_store
+
+
+def summary() -> str:
+    s = get_settings()
+    cat = open_catalog(s)
+    store = open_store(s)
+    lines = [f"store   {s.store_uri}", f"catalog {s.catalog_uri}", f"mlflow  {s.mlflow_tracking_uri}", ""]
+    lines.append(f"{'collection':<26} items")
+    for cid in sorted(cat.collections()):
+        lines.append(f"{cid:<26} {len(cat.search(collections=[cid])):>5}")
+    prefixes = Counter(key.split("/", 1)[0] for key in store.list())
+    lines.append("")
+    lines.append(f"{'store prefix':<26} objects")
+    lines.extend(f"{p + '/':<26} {n:>5}" for p, n in sorted(prefixes.items()))
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(summary())

@@ -1,0 +1,149 @@
+"""The scene-source interface and the reading code shared by every STAC-shaped source."""
+
+from __future__ import annotations
+
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+
+import numpy as np
+import pystac
+import rasterio
+from rasterio.enums import Resampling
+from rasterio.windows import from_bounds
+
+from terracover.bands import BAND_BY_NAME, band_for_asset
+from terracover.settings import Settings, get_settings
+
+_TILE_RE = re.compile(r"^(\d{1,2})([C-HJ-NP-X])([A-HJ-NP-Z]{2})$")
+
+
+@dataclass(frozen=True)
+class SceneQuery:
+    """What to look for: tiles (MGRS names), a lon/lat box, an inclusive date window and a cloud ceiling."""
+
+    tiles: tuple[str, ...]
+    bbox: tuple[float, float, float, float]
+    start: date
+    end: date
+    max_cloud_cover: float = 100.0
+
+    @property
+    def datetime_range(self) -> str:
+        return f"{self.start.isoformat()}T00:00:00Z/{self.end.isoformat()}T23:59:59Z"
+
+
+def scene_tile(item: pystac.Item) -> str:
+    """The MGRS tile of a Sentinel-2 item, from whichever convention the catalog uses."""
+    props = item.properties
+    code = props.get("grid:code", "")
+    if isinstance(code, str) and code.startswith("MGRS-"):
+        return code.removeprefix("MGRS-")
+    if "mgrs:utm_zone" in props:
+        return f"{int(props['mgrs:utm_zone']):02d}{props['mgrs:latitude_band']}{props['mgrs:grid_square']}"
+    if "s2:mgrs_tile" in props:
+        return str(props["s2:mgrs_tile"]).removeprefix("T")
+    if "tileId" in props:  # Sentinel Hub catalog
+        return str(props["tileId"]).removeprefix("T")
+    raise ValueError(f"item {item.id} names no MGRS tile (grid:code, mgrs:*, s2:mgrs_tile)")
+
+
+def normalise_tile(name: str) -> str:
+    """``T30SYJ``/``30syj``/``9RKH`` -> ``30SYJ``."""
+    t = name.strip().upper().removeprefix("T")
+    m = _TILE_RE.match(t)
+    if not m:
+        raise ValueError(f"expected an MGRS tile like 30SYJ, got {name!r}")
+    return f"{int(m.group(1)):02d}{m.group(2)}{m.group(3)}"
+
+
+def gdal_href(href: str) -> str:
+    """Turn an asset href into a path GDAL opens without downloading the whole file."""
+    if href.startswith("s3://"):
+        return "/vsis3/" + href.removeprefix("s3://")
+    if href.startswith(("http://", "https://")):
+        return "/vsicurl/" + href
+    return href.removeprefix("file://")
+
+
+def find_asset(item: pystac.Item, band: str) -> pystac.Asset:
+    """The asset of ``band`` (our ESA name) whatever the catalog calls it (``nir08`` or ``B8A``)."""
+    for key, asset in item.assets.items():
+        found = band_for_asset(key)
+        if found is not None and found.name == band:
+            return asset
+    raise KeyError(f"item {item.id} has no asset for band {band}; assets: {sorted(item.assets)}")
+
+
+class SceneSource(ABC):
+    """Searches scenes and reads band windows from them."""
+
+    name: str = "abstract"
+
+    @abstractmethod
+    def search(self, query: SceneQuery) -> list[pystac.Item]:
+        """Items of the query's tiles and window, below the cloud ceiling, sorted by datetime then id."""
+
+    def gdal_env(self) -> dict[str, str]:
+        """GDAL options needed to read this source's hrefs."""
+        return {
+            "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
+            "GDAL_HTTP_MAX_RETRY": "4",
+            "GDAL_HTTP_RETRY_DELAY": "2",
+        }
+
+    def read_band(
+        self, item: pystac.Item, band: str, bounds: tuple[float, float, float, float], resolution: float
+    ) -> np.ndarray:
+        """Read ``band`` over ``bounds`` (in the item's UTM CRS) at ``resolution``; outside the scene reads 0.
+
+        Reads only the window it needs (a ranged GET on a COG), never the whole raster.
+        """
+        resampling = Resampling.nearest if BAND_BY_NAME[band].name == "SCL" else Resampling.bilinear
+        width = round((bounds[2] - bounds[0]) / resolution)
+        height = round((bounds[3] - bounds[1]) / resolution)
+        with rasterio.Env(**self.gdal_env()), rasterio.open(gdal_href(find_asset(item, band).href)) as src:
+            window = from_bounds(*bounds, transform=src.transform)
+            data = src.read(
+                1,
+                window=window,
+                out_shape=(height, width),
+                boundless=True,
+                fill_value=0,
+                resampling=resampling,
+            )
+        return np.asarray(data)
+
+
+def filter_items(items: Sequence[pystac.Item], query: SceneQuery) -> list[pystac.Item]:
+    """Apply the tile and cloud filters client-side too: APIs differ in which query fields they honour."""
+    tiles = {normalise_tile(t) for t in query.tiles}
+    kept = []
+    for it in items:
+        if scene_tile(it) not in tiles:
+            continue
+        if float(it.properties.get("eo:cloud_cover", 0.0)) > query.max_cloud_cover:
+            continue
+        dt = it.datetime.date() if it.datetime else None
+        if dt is None or not (query.start <= dt <= query.end):
+            continue
+        kept.append(it)
+    return sorted(kept, key=lambda i: (i.datetime, i.id))
+
+
+def open_scene_source(settings: Settings | None = None) -> SceneSource:
+    """The source named by ``settings.scene_source``."""
+    s = settings or get_settings()
+    if s.scene_source == "stac":
+        from terracover.sources.stac_api import StacApiSource
+
+        return StacApiSource(s.stac_api_url, s.s2_collection)
+    if s.scene_source == "sentinelhub":
+        from terracover.sources.sentinelhub import SentinelHubSource
+
+        return SentinelHubSource.from_settings(s)
+    from terracover.sources.simulated import SimulatedSource
+
+    return SimulatedSource(s.home / "archive")

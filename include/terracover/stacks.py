@@ -1,0 +1,278 @@
+"""Per-subtile feature stacks: seasonal cloud-masked medians, indices and terrain in ONE float32 COG.
+
+``composites/{year}/{tile}/{subtile}/features.tif`` has one band per feature (descriptions = feature names,
+nodata NaN) on the subtile's 10 m grid. The build reads only the subtile's window of each ingested scene, in
+row blocks, so memory stays bounded whatever the number of dates; the median kernel is
+:func:`terracover.composite.composite_bands`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass
+
+import numpy as np
+import pystac
+import rasterio
+from pyproj import Transformer
+from rasterio.enums import Resampling
+from rasterio.windows import Window, from_bounds
+from shapely.geometry import box, mapping
+from shapely.ops import transform as shp_transform
+
+from terracover import features as feat
+from terracover.bands import SCL, SPECTRAL_BANDS, valid_scl_lut
+from terracover.catalog import COMPOSITES_COLLECTION, DEM_COLLECTION, SCENES_COLLECTION, Catalog
+from terracover.cog import write_cog
+from terracover.composite import composite_bands, iter_windows
+from terracover.dem import TERRAIN_BANDS, terrain_key
+from terracover.grid import Subtile
+from terracover.ingest import scene_key
+from terracover.store import ObjectStore
+
+log = logging.getLogger(__name__)
+
+BLOCK_ROWS = 256  # rows per block: 14 bands x T dates x 256 x 1098 x 2 B stays under ~100 MB for T=12
+
+
+def stack_key(year: int, subtile: Subtile) -> str:
+    return f"composites/{year}/{subtile.tile.name}/{subtile.id}/features.tif"
+
+
+def stack_item_id(year: int, subtile: Subtile) -> str:
+    return f"{year}-{subtile.tile.name}-{subtile.id}"
+
+
+def processing_offset(item: pystac.Item) -> int:
+    """DN offset of L2A processing baseline >= 04.00 (BOA_ADD_OFFSET = -1000), else 0."""
+    baseline = str(item.properties.get("s2:processing_baseline", "00.00"))
+    try:
+        return 1000 if float(baseline) >= 4.0 else 0
+    except ValueError:
+        return 0
+
+
+@dataclass(frozen=True)
+class StackResult:
+    key: str
+    item_id: str
+    skipped: bool
+    scenes: int
+    seconds: float
+    valid_fraction: dict[str, float]
+
+
+def _season_scenes(catalog: Catalog, year: int, tile: str) -> dict[str, list[pystac.Item]]:
+    by_season: dict[str, list[pystac.Item]] = defaultdict(list)
+    for season in feat.SEASONS:
+        start, end = season.window(year)
+        items = catalog.search(
+            collections=[SCENES_COLLECTION],
+            properties={"terracover:tile": tile},
+            datetime=f"{start.isoformat()}T00:00:00Z/{end.isoformat()}T23:59:59Z",
+        )
+        by_season[season.name] = items
+    return by_season
+
+
+def _inputs_digest(names: Sequence[str], scenes: dict[str, list[pystac.Item]]) -> str:
+    ids = {s: [i.id for i in items] for s, items in sorted(scenes.items())}
+    return hashlib.sha256(json.dumps({"features": list(names), "scenes": ids}).encode()).hexdigest()
+
+
+def _read_stack(
+    store: ObjectStore,
+    items: Sequence[pystac.Item],
+    tile: str,
+    subtile: Subtile,
+    window: Window,
+    bands: Sequence[str],
+    stack: ExitStack,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(bands, T, rows, cols) uint16 DNs and (T, rows, cols) SCL for one block, all on the 10 m grid.
+
+    Coarser bands are upsampled with nearest neighbour: it keeps each 20/60 m value intact and never blends a
+    cloud edge or nodata into a clear pixel.
+    """
+    rows, cols = int(window.height), int(window.width)
+    x0, y0 = subtile.transform * (window.col_off, window.row_off)
+    x1, y1 = subtile.transform * (window.col_off + cols, window.row_off + rows)
+    bounds = (min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1))
+    values = np.zeros((len(bands), len(items), rows, cols), dtype=np.uint16)
+    scl = np.zeros((len(items), rows, cols), dtype=np.uint8)
+    for t, item in enumerate(items):
+        day = item.datetime.date().isoformat() if item.datetime else ""
+        offset = processing_offset(item)
+        for b, band in enumerate((*bands, SCL.name)):
+            src = stack.enter_context(store.open_raster(scene_key(tile, day, band)))
+            win = from_bounds(*bounds, transform=src.transform)
+            data = src.read(
+                1,
+                window=win,
+                out_shape=(rows, cols),
+                boundless=True,
+                fill_value=0,
+                resampling=Resampling.nearest,
+            )
+            if band == SCL.name:
+                scl[t] = data
+                continue
+            if offset and band in SPECTRAL_BANDS[:12]:
+                data = np.where(data > offset, data - offset, np.where(data > 0, 1, 0)).astype(np.uint16)
+            values[b, t] = data
+    return values, scl
+
+
+def build_stack(
+    year: int,
+    subtile: Subtile,
+    store: ObjectStore,
+    catalog: Catalog,
+    feature_names: Sequence[str] | None = None,
+    overwrite: bool = False,
+) -> StackResult:
+    """Build (or skip, if its inputs have not changed) the feature stack of one subtile and year."""
+    t0 = time.perf_counter()
+    names = list(feature_names or feat.all_features())
+    tile = subtile.tile.name
+    key = stack_key(year, subtile)
+    item_id = stack_item_id(year, subtile)
+    scenes = _season_scenes(catalog, year, tile)
+    digest = _inputs_digest(names, scenes)
+    existing = catalog.get_item(COMPOSITES_COLLECTION, item_id)
+    if (
+        not overwrite
+        and existing is not None
+        and store.exists(key)
+        and existing.properties.get("terracover:inputs_sha256") == digest
+    ):
+        log.info("stack %s: inputs unchanged, skipped", item_id)
+        return StackResult(
+            key,
+            item_id,
+            True,
+            sum(map(len, scenes.values())),
+            0.0,
+            existing.properties.get("terracover:valid_fraction", {}),
+        )
+    specs = [feat.parse_feature(n) for n in names]
+    seasons_needed = sorted({s.season for s in specs if s.season is not None})
+    missing = [s for s in seasons_needed if not scenes[s]]
+    if missing:
+        raise LookupError(
+            f"stack {item_id}: no ingested scenes for season(s) {missing} of {year} on tile {tile};"
+            " run ingest_scenes for that window first"
+        )
+    lut = valid_scl_lut()
+    height, width = subtile.shape
+    out = np.full((len(names), height, width), np.nan, dtype=np.float32)
+    terrain = _read_terrain(store, catalog, subtile)
+    valid_counts = {s: 0 for s in seasons_needed}
+    windows = list(iter_windows(height, width, block=BLOCK_ROWS))
+    for i, window in enumerate(windows, start=1):
+        rs = slice(int(window.row_off), int(window.row_off + window.height))
+        cs = slice(int(window.col_off), int(window.col_off + window.width))
+        season_refl: dict[str, dict[str, np.ndarray]] = {}
+        with ExitStack() as files:
+            for season in seasons_needed:
+                values, scl = _read_stack(store, scenes[season], tile, subtile, window, SPECTRAL_BANDS, files)
+                med = composite_bands(values, scl, lut)
+                valid_counts[season] += int(np.isfinite(med[0]).sum())
+                season_refl[season] = feat.composite_to_values(dict(zip(SPECTRAL_BANDS, med, strict=True)))
+        block = feat.compute_feature_stack(
+            season_refl, terrain[0][rs, cs], terrain[1][rs, cs], terrain[2][rs, cs], names
+        )
+        out[:, rs, cs] = block
+        log.info("stack %s: block %d/%d (rows %d-%d)", item_id, i, len(windows), rs.start, rs.stop)
+    valid = {s: round(c / (height * width), 4) for s, c in valid_counts.items()}
+    with store.writer(key, suffix=".tif") as path:
+        write_cog(
+            path,
+            out,
+            subtile.transform,
+            subtile.crs,
+            nodata=float("nan"),
+            descriptions=names,
+            tags={
+                "terracover:year": str(year),
+                "terracover:tile": tile,
+                "terracover:subtile": subtile.id,
+                "terracover:inputs_sha256": digest,
+            },
+        )
+    catalog.upsert_items([_stack_item(year, subtile, store, key, names, scenes, digest, valid)])
+    seconds = round(time.perf_counter() - t0, 3)
+    log.info(
+        "stack %s: %d features written to %s in %.1fs (valid: %s)", item_id, len(names), key, seconds, valid
+    )
+    return StackResult(key, item_id, False, sum(map(len, scenes.values())), seconds, valid)
+
+
+def _read_terrain(store: ObjectStore, catalog: Catalog, subtile: Subtile) -> np.ndarray:
+    tile = subtile.tile.name
+    if catalog.get_item(DEM_COLLECTION, f"{tile}-terrain") is None:
+        raise LookupError(f"no terrain for tile {tile}: run ingest_dem first")
+    with store.open_raster(terrain_key(tile)) as src:
+        win = from_bounds(*subtile.bounds, transform=src.transform)
+        data = src.read(
+            list(range(1, len(TERRAIN_BANDS) + 1)),
+            window=win,
+            out_shape=(3, *subtile.shape),
+            boundless=True,
+            fill_value=np.nan,
+            resampling=Resampling.nearest,
+        )
+    return np.asarray(data, dtype=np.float32)
+
+
+def _stack_item(
+    year: int,
+    subtile: Subtile,
+    store: ObjectStore,
+    key: str,
+    names: Sequence[str],
+    scenes: dict[str, list[pystac.Item]],
+    digest: str,
+    valid: dict[str, float],
+) -> pystac.Item:
+    to_wgs84 = Transformer.from_crs(subtile.crs, 4326, always_xy=True).transform
+    footprint = shp_transform(to_wgs84, box(*subtile.bounds).segmentize(500))
+    start, _ = feat.SEASONS[0].window(year)
+    _, end = feat.SEASONS[-1].window(year)
+    item = pystac.Item(
+        id=stack_item_id(year, subtile),
+        geometry=mapping(footprint),
+        bbox=list(footprint.bounds),
+        datetime=None,
+        properties={
+            "start_datetime": f"{start.isoformat()}T00:00:00Z",
+            "end_datetime": f"{end.isoformat()}T23:59:59Z",
+            "terracover:year": year,
+            "terracover:tile": subtile.tile.name,
+            "terracover:subtile": subtile.id,
+            "terracover:features": list(names),
+            "terracover:inputs_sha256": digest,
+            "terracover:scenes": {s: [i.id for i in items] for s, items in scenes.items()},
+            "terracover:valid_fraction": valid,
+            "proj:epsg": subtile.crs.to_epsg(),
+            "proj:shape": list(subtile.shape),
+            "proj:transform": list(subtile.transform)[:6],
+        },
+        collection=COMPOSITES_COLLECTION,
+    )
+    item.add_asset(
+        "features",
+        pystac.Asset(
+            href=store.uri(key),
+            media_type=pystac.MediaType.COG,
+            roles=["data"],
+            extra_fields={"terracover:key": key},
+        ),
+    )
+    return item

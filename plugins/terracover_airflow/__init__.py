@@ -1,0 +1,43 @@
+"""Airflow-side glue shared by the DAG files: default task arguments and the assets that chain the DAGs.
+
+Lives in plugins/ (on Airflow's sys.path) so DAG files stay declarative; the domain logic is in
+``include/terracover`` and is imported inside tasks only, keeping DAG parsing light.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from airflow.sdk import Asset
+
+OWNER = "terracover"
+
+DEFAULT_ARGS: dict[str, Any] = {
+    "owner": OWNER,
+    "retries": 2,
+    "retry_delay": timedelta(seconds=30),
+    "retry_exponential_backoff": True,
+    "max_retry_delay": timedelta(minutes=10),
+}
+
+SCENES_ASSET = Asset(name="terracover_scenes", uri="terracover://scenes")
+COMPOSITES_ASSET = Asset(name="terracover_composites", uri="terracover://composites")
+TRAINING_SET_ASSET = Asset(name="terracover_training_set", uri="terracover://datasets")
+
+
+def setup_logging() -> None:
+    """Route the library's progress logs (logger ``terracover``) into the task log at INFO."""
+    import logging
+
+    logging.getLogger("terracover").setLevel(logging.INFO)
+
+
+def resolve_year(params: dict[str, Any], logical_date: Any = None) -> int:
+    """The year a run works on: ``conf``/params ``year`` if given, else the run's logical date's year."""
+    year = params.get("year")
+    if year in (None, "", 0):
+        if logical_date is None:
+            raise ValueError("no year: pass conf {\"year\": 2023} or run on a schedule")
+        return int(logical_date.year)
+    return int(year)

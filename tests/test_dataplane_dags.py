@@ -1,0 +1,118 @@
+"""The data plane end to end under real Airflow: simulated archive -> ingest_scenes -> ingest_dem ->
+build_composites, on a small region that crosses the UTM 30/31 boundary (two tiles, two zones)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import rasterio
+from rio_cogeo.cogeo import cog_validate
+
+from tests.fixtures.airflow import ROOT, AirflowEnv
+
+pytestmark = [pytest.mark.airflow]
+
+REGION = "[-0.012, 39.950, 0.012, 39.962]"
+YEAR = 2023
+
+
+@pytest.fixture(scope="module")
+def dataplane(airflow: AirflowEnv, tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    """Runs the three DAGs once; tests below inspect what they left behind."""
+    home = tmp_path_factory.mktemp("tc-home")
+    env = {"TERRACOVER_HOME": str(home), "TERRACOVER_REGION_BBOX": REGION, "TERRACOVER_SUBTILE_SIZE": "366",
+           "TERRACOVER_SCENE_SOURCE": "simulator", "TERRACOVER_DEM_SOURCE": "simulator"}
+    subprocess.run([sys.executable, "-m", "terracover.simulate", "--years", str(YEAR), "--dates-per-season", "2"],
+                   env={**os.environ, **env}, check=True, cwd=ROOT, timeout=600)
+    first = airflow.dags_test("ingest_scenes", conf={"year": YEAR}, extra_env=env)
+    store = home / "store"
+    scenes_after_first = {p: p.stat().st_mtime_ns for p in (store / "scenes").rglob("*.tif")}
+    second = airflow.dags_test("ingest_scenes", conf={"year": YEAR}, extra_env=env)
+    airflow.dags_test("ingest_dem", extra_env=env)
+    airflow.dags_test("build_composites", conf={"year": YEAR}, extra_env=env)
+    return {"home": home, "env": env, "first": first.stdout + first.stderr, "second": second.stdout + second.stderr,
+            "scenes_after_first": scenes_after_first}
+
+
+def _settings_for(env: dict[str, str], monkeypatch: pytest.MonkeyPatch):  # noqa: ANN202
+    from terracover.settings import get_settings
+
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    get_settings.cache_clear()
+    return get_settings()
+
+
+def test_ingest_copies_scenes_of_both_tiles(dataplane: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    from terracover.catalog import SCENES_COLLECTION, open_catalog
+
+    s = _settings_for(dataplane["env"], monkeypatch)
+    items = open_catalog(s).search(collections=[SCENES_COLLECTION])
+    tiles = {i.properties["terracover:tile"] for i in items}
+    assert len(tiles) == 2 and {t[:2] for t in tiles} == {"30", "31"}, tiles
+    assert len(items) == 2 * 4 * 2  # tiles x seasons x dates per season
+    for item in items:
+        for key in (a.extra_fields["terracover:key"] for a in item.assets.values()):
+            assert (Path(s.store_uri) / key).is_file(), key
+
+
+def test_second_ingest_does_nothing_new(dataplane: dict) -> None:
+    scenes = dataplane["scenes_after_first"]
+    assert scenes, "first run ingested nothing"
+    now = {p: p.stat().st_mtime_ns for p in scenes}
+    assert now == scenes, "a re-run rewrote scene objects"
+    assert "0 not yet ingested" in dataplane["second"], dataplane["second"][-3000:]
+
+
+def test_composites_are_cogs_with_feature_bands(dataplane: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    from terracover.catalog import COMPOSITES_COLLECTION, open_catalog
+    from terracover.features import all_features
+
+    s = _settings_for(dataplane["env"], monkeypatch)
+    items = open_catalog(s).search(collections=[COMPOSITES_COLLECTION], properties={"terracover:year": YEAR})
+    assert items, "no composite items"
+    assert {i.properties["terracover:tile"][:2] for i in items} == {"30", "31"}
+    for item in items:
+        path = Path(s.store_uri) / item.assets["features"].extra_fields["terracover:key"]
+        valid, errors, _ = cog_validate(str(path))
+        assert valid, errors
+        with rasterio.open(path) as src:
+            assert list(src.descriptions) == all_features()
+            assert src.dtypes[0] == "float32"
+            ndvi = src.read(src.descriptions.index("summer_ndvi") + 1)
+        assert (ndvi[~(ndvi != ndvi)] <= 1).all()
+        assert min(item.properties["terracover:valid_fraction"].values()) > 0.2
+
+
+def test_killed_stack_build_leaves_nothing_and_rebuild_is_identical(dataplane: dict, tmp_path: Path) -> None:
+    """SIGKILL a stack build while it writes; the key must not exist; a re-run gives the same bytes."""
+    env = {**os.environ, **dataplane["env"]}  # type: ignore[dict-item]
+    store = Path(dataplane["home"]) / "store"  # type: ignore[arg-type]
+    built = sorted((store / "composites").rglob("features.tif"))
+    target = built[0]
+    reference = hashlib.sha256(target.read_bytes()).hexdigest()
+    tile, subtile = target.parent.parent.name, target.parent.name
+    target.unlink()
+    code = (f"from terracover.pipeline import build_one_stack; "
+            f"build_one_stack({YEAR}, '{tile}', '{subtile}')")
+    proc = subprocess.Popen([sys.executable, "-c", code], env=env, cwd=ROOT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        # wait until the temporary file of the write appears, then kill hard
+        while time.monotonic() < deadline and proc.poll() is None:
+            if any(p.name.startswith(".") for p in target.parent.glob("*")):
+                break
+            time.sleep(0.01)
+        os.killpg(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait()
+    assert not target.exists(), "a killed build left an object under the real key"
+    subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, check=True, timeout=600)
+    assert hashlib.sha256(target.read_bytes()).hexdigest() == reference
