@@ -49,6 +49,23 @@ metrics side by side, both confusion matrices, data added, MLflow link). **Appro
 """
 
 DAG_ID = "train_model"
+RESPONSE_KEY = "response"
+
+
+class RecordedApprovalOperator(ApprovalOperator):
+    """ApprovalOperator that keeps the human's answer in XCom ``response`` whatever it is.
+
+    On "Reject" the parent skips its downstream tasks by raising before it returns, so its return value never
+    reaches XCom; record_rejection needs the answer (and who gave it) in that case too.
+    """
+
+    def execute_complete(self, context: Any, event: dict[str, Any]) -> Any:
+        if "error" not in event:
+            keep = ("chosen_options", "responded_by_user", "responded_at")
+            context["ti"].xcom_push(key=RESPONSE_KEY, value={k: event.get(k) for k in keep})
+        return super().execute_complete(context, event)
+
+
 CONFIGS = [
     "rf_fast",
     "rf_full",
@@ -196,7 +213,7 @@ def train_model() -> None:
         print(comparison["reason"])
         return bool(comparison["better"])
 
-    approval = ApprovalOperator(
+    approval = RecordedApprovalOperator(
         task_id="approval",
         subject="Promote {{ ti.xcom_pull(task_ids='train_and_register')['ref']['name'] }} version "
         "{{ ti.xcom_pull(task_ids='train_and_register')['ref']['version'] }}"
@@ -212,7 +229,7 @@ def train_model() -> None:
         from terracover.settings import get_settings
 
         ctx = get_current_context()
-        response = ctx["ti"].xcom_pull(task_ids="approval")
+        response = ctx["ti"].xcom_pull(task_ids="approval", key=RESPONSE_KEY)
         approval_record = registry.Approval.from_hitl_response(response)
         return registry.approve(
             registry.ModelRef(**result["ref"]),
@@ -222,18 +239,22 @@ def train_model() -> None:
         )
 
     @task(trigger_rule=TriggerRule.ALL_SKIPPED)
-    def record_rejection(result: dict[str, Any]) -> None:
-        """Runs when promote was skipped; acts only if that was because a human chose Reject."""
+    def record_rejection() -> None:
+        """Runs when promote (its only upstream) was skipped; acts only if a human chose Reject.
+
+        The model reference is pulled, not passed, so train_and_register is no upstream of the trigger rule.
+        """
         setup_logging()
         from terracover import registry
         from terracover.settings import get_settings
 
-        response = get_current_context()["ti"].xcom_pull(task_ids="approval") or {}
+        ti = get_current_context()["ti"]
+        response = ti.xcom_pull(task_ids="approval", key=RESPONSE_KEY) or {}
         if list(response.get("chosen_options") or []) != [ApprovalOperator.REJECT]:
             raise AirflowSkipException("no rejection to record")
         user = response.get("responded_by_user") or {}
         registry.reject(
-            registry.ModelRef(**result["ref"]),
+            registry.ModelRef(**ti.xcom_pull(task_ids="train_and_register")["ref"]),
             str(user.get("name") or user.get("id") or ""),
             "rejected in the Airflow approval task",
             get_settings(),
@@ -271,7 +292,7 @@ def train_model() -> None:
     comparison: Any = compare_with_champion(result)
     promoted: Any = promote(result)
     needs_approval(comparison) >> approval >> promoted
-    promoted >> record_rejection(result)
+    promoted >> record_rejection()
     notify_serving(promoted)
 
 

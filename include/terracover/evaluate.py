@@ -1,0 +1,168 @@
+"""Held-out evaluation: accuracy, kappa, macro F1, per-class scores and the confusion matrix.
+
+Convention, everywhere: confusion matrix rows are the TRUE class, columns the PREDICTED class
+(``sklearn.metrics.confusion_matrix(y_true, y_pred)``). Precision of a class is its diagonal cell over its
+column sum, recall over its row sum. KHAOS built the matrix with the arguments swapped, which silently
+exchanges precision and recall; tests/test_evaluate.py pins the orientation with an asymmetric example.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from terracover.classes import CLASS_BY_CODE
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+def class_name(code: int) -> str:
+    """Legend name of a class code (``class_<code>`` for codes outside the legend)."""
+    c = CLASS_BY_CODE.get(int(code))
+    return c.name if c else f"class_{int(code)}"
+
+
+@dataclass(frozen=True)
+class ClassScores:
+    precision: float
+    recall: float
+    f1: float
+    support: int  # true samples of the class in the test set
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Scores of one model on one test set."""
+
+    labels: list[int]  # class codes, the order of the confusion matrix's rows and columns
+    confusion: np.ndarray  # rows = true class, columns = predicted class
+    overall_accuracy: float
+    kappa: float
+    macro_f1: float
+    per_class: dict[int, ClassScores]
+
+    @property
+    def n_test(self) -> int:
+        return int(self.confusion.sum())
+
+    @property
+    def majority_accuracy(self) -> float:
+        """Accuracy of always predicting the most frequent true class: the floor a useful model must beat."""
+        return float(self.confusion.sum(axis=1).max() / max(self.n_test, 1))
+
+    def metrics(self) -> dict[str, float]:
+        """Flat metric names for MLflow: headline scores plus ``{f1,precision,recall}_<class name>``."""
+        out = {"overall_accuracy": self.overall_accuracy, "kappa": self.kappa, "macro_f1": self.macro_f1}
+        for code, s in self.per_class.items():
+            name = class_name(code)
+            out |= {f"f1_{name}": s.f1, f"precision_{name}": s.precision, f"recall_{name}": s.recall}
+        return out
+
+    def confusion_frame(self) -> pd.DataFrame:
+        """The confusion matrix with class names: index ``true``, columns ``predicted``."""
+        import pandas as pd
+
+        names = [class_name(c) for c in self.labels]
+        return pd.DataFrame(
+            self.confusion, index=pd.Index(names, name="true"), columns=pd.Index(names, name="predicted")
+        )
+
+    def confusion_csv(self) -> str:
+        return str(self.confusion_frame().to_csv())
+
+    def confusion_markdown(self) -> str:
+        """GitHub-flavoured Markdown table (rows true, columns predicted), for the approval request."""
+        names = [class_name(c) for c in self.labels]
+        lines = ["| true \\ predicted | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+        for name, row in zip(names, self.confusion, strict=True):
+            lines.append(f"| **{name}** | " + " | ".join(str(int(v)) for v in row) + " |")
+        return "\n".join(lines)
+
+    def save_confusion_png(self, path: Path, title: str) -> Path:
+        """Row-normalised heat map (colour = recall share) annotated with counts."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        names = [class_name(c) for c in self.labels]
+        rows = self.confusion.sum(axis=1, keepdims=True)
+        share = np.divide(self.confusion, rows, out=np.zeros(self.confusion.shape), where=rows > 0)
+        size = 1.6 + 0.7 * len(names)
+        fig, ax = plt.subplots(figsize=(size + 1.5, size))
+        try:
+            im = ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+            ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
+            ax.set_yticks(range(len(names)), names)
+            ax.set_xlabel("predicted class")
+            ax.set_ylabel("true class")
+            ax.set_title(title)
+            for i, j in np.ndindex(self.confusion.shape):
+                ax.text(
+                    j,
+                    i,
+                    str(int(self.confusion[i, j])),
+                    ha="center",
+                    va="center",
+                    color="white" if share[i, j] > 0.5 else "black",
+                    fontsize=8,
+                )
+            fig.colorbar(im, ax=ax, label="share of true class")
+            fig.tight_layout()
+            fig.savefig(path, dpi=110)
+        finally:
+            plt.close(fig)
+        return path
+
+
+def evaluate(
+    y_true: Sequence[int] | np.ndarray,
+    y_pred: Sequence[int] | np.ndarray,
+    labels: Sequence[int] | None = None,
+) -> Evaluation:
+    """Score predictions against truth; ``labels`` fixes the matrix order (default: every class seen)."""
+    from sklearn.metrics import (
+        accuracy_score,
+        cohen_kappa_score,
+        confusion_matrix,
+        precision_recall_fscore_support,
+    )
+
+    t = np.asarray(y_true, dtype=np.int64)
+    p = np.asarray(y_pred, dtype=np.int64)
+    if t.shape != p.shape or t.size == 0:
+        raise ValueError(f"need equally long, non-empty y_true and y_pred (got {t.shape} and {p.shape})")
+    codes = (
+        sorted({int(c) for c in labels}) if labels is not None else sorted(set(t.tolist()) | set(p.tolist()))
+    )
+    cm = confusion_matrix(t, p, labels=codes)
+    precision, recall, f1, support = precision_recall_fscore_support(t, p, labels=codes, zero_division=0)
+    present = [i for i, c in enumerate(codes) if c in set(t.tolist()) | set(p.tolist())]
+    return Evaluation(
+        labels=codes,
+        confusion=cm,
+        overall_accuracy=float(accuracy_score(t, p)),
+        kappa=float(cohen_kappa_score(t, p)),
+        macro_f1=float(np.mean(f1[present])),
+        per_class={
+            c: ClassScores(float(precision[i]), float(recall[i]), float(f1[i]), int(support[i]))
+            for i, c in enumerate(codes)
+        },
+    )
+
+
+def evaluate_model(
+    estimator: Any, table: pd.DataFrame, features: Sequence[str], split: str = "test"
+) -> Evaluation:
+    """Score a fitted estimator on one split of a training table (its columns in ``features`` order)."""
+    from terracover.train import split_xy
+
+    x, y = split_xy(table, features, split)
+    return evaluate(
+        y, estimator.predict(x), labels=sorted(set(y.tolist()) | {int(c) for c in estimator.classes_})
+    )

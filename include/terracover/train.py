@@ -1,0 +1,324 @@
+"""Model configurations as data, training on a training table, optional RFE, and inference throughput.
+
+Serving speed is decided by the model: a full-depth 100-tree forest (the KHAOS baseline) classifies
+~0.1 Mpixel/s on two cores, so the configurations below trade tree count/depth or switch to a dense per-pixel
+model, and every trained model carries its measured throughput next to its accuracy.
+
+Estimators are fitted on plain float32 arrays whose columns follow ``TrainedModel.features``: serving feeds
+raw stack pixels in that order, and any scaling lives inside the estimator (a Pipeline).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from pyarrow import fs
+
+    from terracover.settings import Settings
+
+log = logging.getLogger(__name__)
+
+# Columns of a training table that are not features (docs/CONTRACTS.md).
+META_COLUMNS = frozenset(
+    {"point_id", "lon", "lat", "year", "class_code", "tile", "subtile", "row", "col", "split"}
+)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """One named model recipe: the estimator family and its hyper-parameters."""
+
+    name: str
+    family: str  # "random_forest" | "lightgbm" | "mlp"
+    hyperparameters: Mapping[str, Any]
+    description: str
+
+    @property
+    def framework(self) -> str:
+        return "lightgbm" if self.family == "lightgbm" else "scikit-learn"
+
+
+CONFIGS: dict[str, ModelConfig] = {
+    c.name: c
+    for c in (
+        ModelConfig(
+            "rf_full",
+            "random_forest",
+            {"n_estimators": 100, "max_depth": None},
+            "RandomForest, 100 full-depth trees: the KHAOS baseline (accurate, slow to serve)",
+        ),
+        ModelConfig(
+            "rf_fast",
+            "random_forest",
+            {"n_estimators": 30, "max_depth": 12, "min_samples_leaf": 2},
+            "RandomForest, 30 trees of depth <= 12: ~10x fewer node steps per pixel",
+        ),
+        ModelConfig(
+            "lgbm",
+            "lightgbm",
+            {"n_estimators": 40, "num_leaves": 15, "learning_rate": 0.15, "min_child_samples": 5},
+            "LightGBM, 40 boosting rounds of 15-leaf trees",
+        ),
+        ModelConfig(
+            "mlp",
+            "mlp",
+            {"hidden_layer_sizes": (64, 32), "alpha": 1e-3, "max_iter": 400, "early_stopping": True},
+            "StandardScaler + 2-layer MLP: a dense per-pixel model, fastest to serve",
+        ),
+    )
+}
+DEFAULT_CONFIG = "rf_fast"
+
+
+@dataclass
+class TrainedModel:
+    """A fitted estimator and everything needed to log, compare and serve it."""
+
+    config: ModelConfig
+    estimator: Any  # sklearn-API: predict_proba, classes_ = class codes
+    features: list[str]  # ordered columns the estimator consumes
+    seed: int
+    n_train: int
+    train_seconds: float
+    throughput_pixels_per_s: float
+    candidate_features: list[str] = field(default_factory=list)
+    rfe_target: int | None = None
+
+    @property
+    def classes(self) -> list[int]:
+        return [int(c) for c in self.estimator.classes_]
+
+    def params(self) -> dict[str, Any]:
+        """Flat, loggable description of how the model was made (MLflow params, STAC MLM hyperparameters)."""
+        hp = {f"hp_{k}": v for k, v in self.config.hyperparameters.items()}
+        return {
+            "model_type": self.config.name,
+            "model_family": self.config.family,
+            "estimator_class": type(self.estimator).__name__,
+            "seed": self.seed,
+            "n_features": len(self.features),
+            "n_train": self.n_train,
+            "rfe_target": self.rfe_target,
+            "rfe_candidates": len(self.candidate_features) if self.rfe_target else None,
+            **hp,
+        }
+
+
+@dataclass(frozen=True)
+class TrainingTable:
+    """A training table with its identity: where it lives and its content hash (the file name)."""
+
+    frame: pd.DataFrame
+    uri: str
+    sha256: str
+
+
+def _filesystem(uri: str, settings: Settings) -> tuple[fs.FileSystem, str]:
+    """pyarrow filesystem and path for a store URI (local folder, ``file://`` or ``s3://``)."""
+    from pyarrow import fs
+
+    if uri.startswith("s3://"):
+        return fs.S3FileSystem(endpoint_override=settings.s3_endpoint_url, region=settings.s3_region), uri[5:]
+    return fs.LocalFileSystem(), uri.removeprefix("file://")
+
+
+def newest_table_uri(year: int, settings: Settings) -> str:
+    """The most recently written ``datasets/{year}/*.parquet`` of the store."""
+    from pyarrow import fs
+
+    prefix = f"{settings.store_uri.rstrip('/')}/datasets/{int(year)}"
+    filesystem, path = _filesystem(prefix, settings)
+    infos = [
+        i
+        for i in filesystem.get_file_info(fs.FileSelector(path, allow_not_found=True))
+        if i.type == fs.FileType.File and i.base_name.endswith(".parquet")
+    ]
+    if not infos:
+        raise FileNotFoundError(f"no training table under {prefix}/: run build_training_set for {year} first")
+    newest = max(infos, key=lambda i: (i.mtime_ns or 0, i.base_name))
+    return f"{prefix}/{newest.base_name}"
+
+
+def load_table(year: int, dataset_uri: str | None, settings: Settings) -> TrainingTable:
+    """The table at ``dataset_uri``, else the year's newest; its sha256 is its file name (CONTRACTS.md)."""
+    import pyarrow.parquet as pq
+
+    uri = dataset_uri or newest_table_uri(year, settings)
+    filesystem, path = _filesystem(uri, settings)
+    frame = pq.read_table(path, filesystem=filesystem).to_pandas()
+    years = set(frame["year"].unique().tolist()) if "year" in frame else set()
+    if years != {int(year)}:
+        raise ValueError(
+            f"{uri} holds years {sorted(years)}, not {year}: pass the dataset_uri of a {year} table"
+        )
+    return TrainingTable(frame=frame, uri=uri, sha256=uri.rsplit("/", 1)[-1].removesuffix(".parquet"))
+
+
+def data_added_summary(table: pd.DataFrame, previous: pd.DataFrame | None, uri: str) -> str:
+    """Markdown: the dataset per split and class, and the points it adds over the champion's dataset."""
+    from terracover.evaluate import class_name
+
+    def per_class(frame: pd.DataFrame) -> str:
+        counts = frame["class_code"].value_counts().sort_index()
+        return ", ".join(f"{class_name(c)} {n}" for c, n in zip(counts.index, counts, strict=True)) or "none"
+
+    splits = table["split"].value_counts()
+    lines = [
+        f"- dataset `{uri}`: {len(table)} points (train {splits.get('train', 0)}, "
+        f"test {splits.get('test', 0)}); {per_class(table)}"
+    ]
+    if previous is None:
+        lines.append("- no champion dataset to compare with")
+    else:
+        old_ids = set(previous["point_id"])
+        new = table[~table["point_id"].isin(old_ids)]
+        gone = len(old_ids - set(table["point_id"]))
+        lines.append(
+            f"- added since the champion's dataset: {len(new)} points ({per_class(new)}); removed {gone}"
+        )
+    return "\n".join(lines)
+
+
+def feature_columns(table: pd.DataFrame) -> list[str]:
+    """The table's feature columns, in table order (everything that is not a contract meta column)."""
+    return [c for c in table.columns if c not in META_COLUMNS]
+
+
+def split_xy(
+    table: pd.DataFrame, features: Sequence[str], split: str | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Feature matrix (float32, columns in ``features`` order) and class codes, optionally of one split."""
+    missing = [f for f in features if f not in table.columns]
+    if missing:
+        raise ValueError(
+            f"training table lacks feature columns {missing}; rebuild the dataset with these features"
+        )
+    rows = table if split is None else table[table["split"] == split]
+    if rows.empty:
+        raise ValueError(f"training table has no rows with split == {split!r}")
+    return rows[list(features)].to_numpy(dtype=np.float32), rows["class_code"].to_numpy(dtype=np.int64)
+
+
+def build_estimator(config: ModelConfig, seed: int) -> Any:
+    """A fresh, unfitted estimator for ``config``."""
+    builders: dict[str, Callable[[Mapping[str, Any], int], Any]] = {
+        "random_forest": _random_forest,
+        "lightgbm": _lightgbm,
+        "mlp": _mlp,
+    }
+    return builders[config.family](config.hyperparameters, seed)
+
+
+def _random_forest(hp: Mapping[str, Any], seed: int) -> Any:
+    from sklearn.ensemble import RandomForestClassifier
+
+    return RandomForestClassifier(**hp, n_jobs=-1, random_state=seed)
+
+
+def _lightgbm(hp: Mapping[str, Any], seed: int) -> Any:
+    from lightgbm import LGBMClassifier
+
+    return LGBMClassifier(**hp, random_state=seed, n_jobs=2, verbose=-1)
+
+
+def _mlp(hp: Mapping[str, Any], seed: int) -> Any:
+    from sklearn.neural_network import MLPClassifier
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    return Pipeline([("scale", StandardScaler()), ("mlp", MLPClassifier(**hp, random_state=seed))])
+
+
+def select_features(x: np.ndarray, y: np.ndarray, names: Sequence[str], target: int, seed: int) -> list[str]:
+    """Recursive feature elimination (RandomForest importances) down to ``target`` names, in input order.
+
+    Removes 10% of the starting features per round, so 72 -> 15 costs ~9 forest fits rather than 57.
+    """
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.feature_selection import RFE
+
+    if not 0 < target < len(names):
+        raise ValueError(
+            f"rfe_target must be between 1 and {len(names) - 1} (the table has {len(names)} features)"
+        )
+    rfe = RFE(
+        RandomForestClassifier(n_estimators=50, n_jobs=-1, random_state=seed),
+        n_features_to_select=target,
+        step=0.1,
+    )
+    rfe.fit(x, y)
+    return [n for n, keep in zip(names, rfe.support_, strict=True) if keep]
+
+
+def train(
+    table: pd.DataFrame,
+    config_name: str = DEFAULT_CONFIG,
+    features: list[str] | None = None,
+    seed: int = 42,
+    rfe_target: int | None = None,
+) -> TrainedModel:
+    """Fit ``config_name`` on the table's ``train`` split; ``features`` defaults to every feature column."""
+    if config_name not in CONFIGS:
+        raise ValueError(f"unknown model config {config_name!r}; choose one of {sorted(CONFIGS)}")
+    config = CONFIGS[config_name]
+    candidates = list(features) if features else feature_columns(table)
+    x, y = split_xy(table, candidates, "train")
+    if len(np.unique(y)) < 2:
+        raise ValueError("the train split holds fewer than two classes: nothing to learn")
+    chosen = candidates
+    if rfe_target is not None:
+        chosen = select_features(x, y, candidates, rfe_target, seed)
+        log.info("RFE kept %d of %d features: %s", len(chosen), len(candidates), chosen)
+        x = x[:, [candidates.index(f) for f in chosen]]
+    estimator = build_estimator(config, seed)
+    t0 = time.perf_counter()
+    estimator.fit(x, y)
+    seconds = time.perf_counter() - t0
+    speed = measure_throughput(estimator, len(chosen), like=x)
+    log.info(
+        "trained %s on %d rows x %d features in %.1fs; %.0f pixels/s",
+        config.name,
+        len(y),
+        len(chosen),
+        seconds,
+        speed,
+    )
+    return TrainedModel(
+        config=config,
+        estimator=estimator,
+        features=chosen,
+        seed=seed,
+        n_train=len(y),
+        train_seconds=seconds,
+        throughput_pixels_per_s=speed,
+        candidate_features=candidates if rfe_target is not None else [],
+        rfe_target=rfe_target,
+    )
+
+
+def measure_throughput(
+    estimator: Any, n_features: int, n_pixels: int = 250_000, like: np.ndarray | None = None, seed: int = 0
+) -> float:
+    """Pixels/s of ``predict_proba`` on one float32 block of ``n_pixels`` (serving reads such blocks).
+
+    Tree cost depends on the paths pixels take, so with ``like`` (real feature rows) the block resamples those
+    rows with a little noise; without it, pixels are uniform in [-1, 1] (the normalised feature range).
+    """
+    rng = np.random.default_rng(seed)
+    if like is not None and len(like):
+        rows = like[rng.integers(0, len(like), n_pixels)]
+        block = (rows + rng.normal(0, 0.01, rows.shape) * rows.std(axis=0)).astype(np.float32)
+    else:
+        block = rng.uniform(-1, 1, (n_pixels, n_features)).astype(np.float32)
+    estimator.predict_proba(block[:1000])  # warm up thread pools and lazy initialisation
+    t0 = time.perf_counter()
+    estimator.predict_proba(block)
+    return n_pixels / (time.perf_counter() - t0)
