@@ -12,8 +12,10 @@ from terracover.settings import Settings, get_settings
 pytest_plugins = [
     "tests.fixtures.s3",
     "tests.fixtures.postgres",
+    "tests.fixtures.airflow",
     "tests.fixtures.mlflow_server",
     "tests.fixtures.prometheus",
+    "tests.fixtures.airflow_api",
 ]
 
 ROOT = Path(__file__).resolve().parent.parent
