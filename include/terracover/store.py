@@ -1,0 +1,289 @@
+"""One object-store interface over a local folder and S3-compatible storage, with atomic writes.
+
+Keys are ``/``-separated and relative to the store root (``settings.store_uri``: a folder or
+``s3://bucket/prefix``). Every write lands under a temporary name first and is moved into place only when
+complete, so a crashed task never leaves a half-written object under a real key (DESIGN.md section 3), and the
+same objects are readable by GDAL/rasterio (a local path or ``/vsis3/`` with a custom endpoint).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlparse
+
+import rasterio
+
+from terracover.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from rasterio.io import DatasetReader
+
+TMP_MARK = ".tmp-"  # temporary objects carry this in their last path segment; list() never returns them
+
+
+def check_key(key: str) -> str:
+    """Reject keys that could escape the root or collide with temporaries."""
+    if not key or key.startswith("/") or key.endswith("/"):
+        raise ValueError(f"invalid store key {key!r}: use a relative path like 'scenes/30SYJ/2023-04-01/B04.tif'")
+    parts = key.split("/")
+    if any(p in ("", ".", "..") for p in parts):
+        raise ValueError(f"invalid store key {key!r}: empty, '.' or '..' segments are not allowed")
+    if TMP_MARK in parts[-1]:
+        raise ValueError(f"invalid store key {key!r}: '{TMP_MARK}' is reserved for temporary objects")
+    return key
+
+
+class ObjectStore(ABC):
+    """What terracover needs from object storage, whatever the backend."""
+
+    root: str
+
+    @abstractmethod
+    def put_file(self, key: str, path: Path) -> None:
+        """Publish a local file under ``key`` atomically (a reader sees the old object or the new one)."""
+
+    @abstractmethod
+    def get_bytes(self, key: str) -> bytes: ...
+
+    @abstractmethod
+    def download(self, key: str, path: Path) -> Path: ...
+
+    @abstractmethod
+    def exists(self, key: str) -> bool: ...
+
+    @abstractmethod
+    def list(self, prefix: str = "") -> list[str]:
+        """Sorted keys under ``prefix`` (recursive), never temporaries."""
+
+    @abstractmethod
+    def modified(self, key: str) -> datetime:
+        """Last-modified time (UTC) of an object."""
+
+    @abstractmethod
+    def delete(self, key: str) -> None: ...
+
+    @abstractmethod
+    def uri(self, key: str) -> str:
+        """Canonical location for catalogs and lineage: an absolute path or ``s3://bucket/key``."""
+
+    @abstractmethod
+    def url(self, key: str) -> str:
+        """A URL a client can fetch: ``file://`` locally, a presigned GET on S3."""
+
+    @abstractmethod
+    def gdal_path(self, key: str) -> str:
+        """The path GDAL opens: a local path or ``/vsis3/bucket/key``."""
+
+    def gdal_env(self) -> dict[str, str]:
+        """GDAL options needed to read :meth:`gdal_path` (credentials come from the AWS_* environment)."""
+        return {"GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR"}
+
+    def put_bytes(self, key: str, data: bytes, content_type: str | None = None) -> None:
+        with self.writer(key) as path:
+            path.write_bytes(data)
+
+    @contextlib.contextmanager
+    def writer(self, key: str, suffix: str = "") -> Iterator[Path]:
+        """Yield a local temporary path to write; publish it under ``key`` only if the block completes."""
+        check_key(key)
+        tmpdir = Path(tempfile.mkdtemp(prefix="terracover-"))
+        path = tmpdir / f"object{suffix}"
+        try:
+            yield path
+            if not path.exists():
+                raise FileNotFoundError(f"writer for {key!r}: nothing was written to {path}")
+            self.put_file(key, path)
+        finally:
+            shutil.rmtree(tmpdir, ignore_errors=True)
+
+    @contextlib.contextmanager
+    def open_raster(self, key: str) -> Iterator[DatasetReader]:
+        """Open an object with rasterio (windowed reads stay ranged reads on S3)."""
+        check_key(key)
+        with rasterio.Env(**self.gdal_env()), rasterio.open(self.gdal_path(key)) as src:
+            yield src
+
+
+class LocalStore(ObjectStore):
+    """A folder: the embedded default. Atomic by ``os.replace`` within the destination directory."""
+
+    def __init__(self, root: Path):
+        self.base = Path(root).expanduser().resolve()
+        self.base.mkdir(parents=True, exist_ok=True)
+        self.root = str(self.base)
+
+    def _path(self, key: str) -> Path:
+        return self.base / check_key(key)
+
+    def put_file(self, key: str, path: Path) -> None:
+        dst = self._path(key)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        tmp = dst.with_name(f".{dst.name}{TMP_MARK}{uuid.uuid4().hex}")
+        try:
+            shutil.copyfile(path, tmp)
+            with open(tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
+            os.replace(tmp, dst)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def get_bytes(self, key: str) -> bytes:
+        path = self._path(key)
+        if not path.is_file():
+            raise FileNotFoundError(f"no object {key!r} in store {self.root}")
+        return path.read_bytes()
+
+    def download(self, key: str, path: Path) -> Path:
+        src = self._path(key)
+        if not src.is_file():
+            raise FileNotFoundError(f"no object {key!r} in store {self.root}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, path)
+        return path
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def list(self, prefix: str = "") -> list[str]:
+        start = self.base / prefix.rsplit("/", 1)[0] if "/" in prefix else self.base
+        if not start.is_dir():
+            return []
+        keys = (p.relative_to(self.base).as_posix() for p in start.rglob("*")
+                if p.is_file() and TMP_MARK not in p.name)
+        return sorted(k for k in keys if k.startswith(prefix))
+
+    def modified(self, key: str) -> datetime:
+        path = self._path(key)
+        if not path.is_file():
+            raise FileNotFoundError(f"no object {key!r} in store {self.root}")
+        return datetime.fromtimestamp(path.stat().st_mtime, tz=UTC)
+
+    def delete(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)
+
+    def uri(self, key: str) -> str:
+        return str(self._path(key))
+
+    def url(self, key: str) -> str:
+        return self._path(key).as_uri()
+
+    def gdal_path(self, key: str) -> str:
+        return str(self._path(key))
+
+
+class S3Store(ObjectStore):
+    """An S3-compatible bucket and prefix (AWS, Garage, SeaweedFS, moto...).
+
+    Atomic by uploading to a temporary key and server-side copying it into place: S3 has no rename, but a
+    copy publishes the object whole or not at all.
+    """
+
+    def __init__(self, bucket: str, prefix: str = "", endpoint_url: str | None = None, region: str = "us-east-1",
+                 presign_expiry_s: int = 3600):
+        import boto3
+        from botocore.config import Config
+
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        self.endpoint_url = endpoint_url
+        self.region = region
+        self.presign_expiry_s = presign_expiry_s
+        self.root = f"s3://{bucket}/{self.prefix}".rstrip("/")
+        self.client: Any = boto3.session.Session().client(
+            "s3", endpoint_url=endpoint_url, region_name=region,
+            config=Config(s3={"addressing_style": "path"} if endpoint_url else {}, retries={"mode": "standard"}),
+        )
+
+    def _key(self, key: str) -> str:
+        check_key(key)
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    def put_file(self, key: str, path: Path) -> None:
+        full = self._key(key)
+        tmp = f"{full}{TMP_MARK}{uuid.uuid4().hex}"
+        self.client.upload_file(str(path), self.bucket, tmp)
+        try:
+            self.client.copy({"Bucket": self.bucket, "Key": tmp}, self.bucket, full)
+        finally:
+            self.client.delete_object(Bucket=self.bucket, Key=tmp)
+
+    def get_bytes(self, key: str) -> bytes:
+        try:
+            return bytes(self.client.get_object(Bucket=self.bucket, Key=self._key(key))["Body"].read())
+        except self.client.exceptions.NoSuchKey as exc:
+            raise FileNotFoundError(f"no object {key!r} in store {self.root}") from exc
+
+    def download(self, key: str, path: Path) -> Path:
+        if not self.exists(key):
+            raise FileNotFoundError(f"no object {key!r} in store {self.root}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.client.download_file(self.bucket, self._key(key), str(path))
+        return path
+
+    def _head(self, key: str) -> dict[str, Any] | None:
+        from botocore.exceptions import ClientError
+
+        try:
+            return dict(self.client.head_object(Bucket=self.bucket, Key=self._key(key)))
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise
+
+    def exists(self, key: str) -> bool:
+        return self._head(key) is not None
+
+    def list(self, prefix: str = "") -> list[str]:
+        full = f"{self.prefix}/{prefix}" if self.prefix else prefix
+        strip = len(self.prefix) + 1 if self.prefix else 0
+        keys: list[str] = []
+        for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=full):
+            keys += [o["Key"][strip:] for o in page.get("Contents", []) if TMP_MARK not in o["Key"].split("/")[-1]]
+        return sorted(keys)
+
+    def modified(self, key: str) -> datetime:
+        head = self._head(key)
+        if head is None:
+            raise FileNotFoundError(f"no object {key!r} in store {self.root}")
+        return head["LastModified"].astimezone(UTC)  # type: ignore[no-any-return]
+
+    def delete(self, key: str) -> None:
+        self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
+
+    def uri(self, key: str) -> str:
+        return f"s3://{self.bucket}/{self._key(key)}"
+
+    def url(self, key: str) -> str:
+        return str(self.client.generate_presigned_url(
+            "get_object", Params={"Bucket": self.bucket, "Key": self._key(key)}, ExpiresIn=self.presign_expiry_s))
+
+    def gdal_path(self, key: str) -> str:
+        return f"/vsis3/{self.bucket}/{self._key(key)}"
+
+    def gdal_env(self) -> dict[str, str]:
+        env = {**super().gdal_env(), "AWS_REGION": self.region}
+        if self.endpoint_url:
+            parsed = urlparse(self.endpoint_url)
+            env.update({"AWS_S3_ENDPOINT": parsed.netloc, "AWS_HTTPS": "YES" if parsed.scheme == "https" else "NO",
+                        "AWS_VIRTUAL_HOSTING": "FALSE"})
+        return env
+
+
+def open_store(settings: Settings | None = None) -> ObjectStore:
+    """The store named by ``settings.store_uri``."""
+    s = settings or get_settings()
+    if s.store_is_s3:
+        parsed = urlparse(s.store_uri)
+        if not parsed.netloc:
+            raise ValueError(f"store_uri {s.store_uri!r}: expected s3://bucket/prefix")
+        return S3Store(parsed.netloc, parsed.path, s.s3_endpoint_url, s.s3_region, s.presign_expiry_s)
+    return LocalStore(Path(s.store_uri))
