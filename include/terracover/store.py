@@ -33,7 +33,9 @@ TMP_MARK = ".tmp-"  # temporary objects carry this in their last path segment; l
 def check_key(key: str) -> str:
     """Reject keys that could escape the root or collide with temporaries."""
     if not key or key.startswith("/") or key.endswith("/"):
-        raise ValueError(f"invalid store key {key!r}: use a relative path like 'scenes/30SYJ/2023-04-01/B04.tif'")
+        raise ValueError(
+            f"invalid store key {key!r}: use a relative path like 'scenes/30SYJ/2023-04-01/B04.tif'"
+        )
     parts = key.split("/")
     if any(p in ("", ".", "..") for p in parts):
         raise ValueError(f"invalid store key {key!r}: empty, '.' or '..' segments are not allowed")
@@ -157,8 +159,11 @@ class LocalStore(ObjectStore):
         start = self.base / prefix.rsplit("/", 1)[0] if "/" in prefix else self.base
         if not start.is_dir():
             return []
-        keys = (p.relative_to(self.base).as_posix() for p in start.rglob("*")
-                if p.is_file() and TMP_MARK not in p.name)
+        keys = (
+            p.relative_to(self.base).as_posix()
+            for p in start.rglob("*")
+            if p.is_file() and TMP_MARK not in p.name
+        )
         return sorted(k for k in keys if k.startswith(prefix))
 
     def modified(self, key: str) -> datetime:
@@ -187,8 +192,14 @@ class S3Store(ObjectStore):
     copy publishes the object whole or not at all.
     """
 
-    def __init__(self, bucket: str, prefix: str = "", endpoint_url: str | None = None, region: str = "us-east-1",
-                 presign_expiry_s: int = 3600):
+    def __init__(
+        self,
+        bucket: str,
+        prefix: str = "",
+        endpoint_url: str | None = None,
+        region: str = "us-east-1",
+        presign_expiry_s: int = 3600,
+    ):
         import boto3
         from botocore.config import Config
 
@@ -199,8 +210,12 @@ class S3Store(ObjectStore):
         self.presign_expiry_s = presign_expiry_s
         self.root = f"s3://{bucket}/{self.prefix}".rstrip("/")
         self.client: Any = boto3.session.Session().client(
-            "s3", endpoint_url=endpoint_url, region_name=region,
-            config=Config(s3={"addressing_style": "path"} if endpoint_url else {}, retries={"mode": "standard"}),
+            "s3",
+            endpoint_url=endpoint_url,
+            region_name=region,
+            config=Config(
+                s3={"addressing_style": "path"} if endpoint_url else {}, retries={"mode": "standard"}
+            ),
         )
 
     def _key(self, key: str) -> str:
@@ -247,7 +262,9 @@ class S3Store(ObjectStore):
         strip = len(self.prefix) + 1 if self.prefix else 0
         keys: list[str] = []
         for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=full):
-            keys += [o["Key"][strip:] for o in page.get("Contents", []) if TMP_MARK not in o["Key"].split("/")[-1]]
+            keys += [
+                o["Key"][strip:] for o in page.get("Contents", []) if TMP_MARK not in o["Key"].split("/")[-1]
+            ]
         return sorted(keys)
 
     def modified(self, key: str) -> datetime:
@@ -263,8 +280,13 @@ class S3Store(ObjectStore):
         return f"s3://{self.bucket}/{self._key(key)}"
 
     def url(self, key: str) -> str:
-        return str(self.client.generate_presigned_url(
-            "get_object", Params={"Bucket": self.bucket, "Key": self._key(key)}, ExpiresIn=self.presign_expiry_s))
+        return str(
+            self.client.generate_presigned_url(
+                "get_object",
+                Params={"Bucket": self.bucket, "Key": self._key(key)},
+                ExpiresIn=self.presign_expiry_s,
+            )
+        )
 
     def gdal_path(self, key: str) -> str:
         return f"/vsis3/{self.bucket}/{self._key(key)}"
@@ -273,8 +295,13 @@ class S3Store(ObjectStore):
         env = {**super().gdal_env(), "AWS_REGION": self.region}
         if self.endpoint_url:
             parsed = urlparse(self.endpoint_url)
-            env.update({"AWS_S3_ENDPOINT": parsed.netloc, "AWS_HTTPS": "YES" if parsed.scheme == "https" else "NO",
-                        "AWS_VIRTUAL_HOSTING": "FALSE"})
+            env.update(
+                {
+                    "AWS_S3_ENDPOINT": parsed.netloc,
+                    "AWS_HTTPS": "YES" if parsed.scheme == "https" else "NO",
+                    "AWS_VIRTUAL_HOSTING": "FALSE",
+                }
+            )
         return env
 
 
