@@ -12,6 +12,7 @@ from terracover.settings import Settings, get_settings
 pytest_plugins = [
     "tests.fixtures.s3",
     "tests.fixtures.postgres",
+    "tests.fixtures.stac_api",
     "tests.fixtures.airflow",
     "tests.fixtures.mlflow_server",
     "tests.fixtures.prometheus",

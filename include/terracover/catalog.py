@@ -1,0 +1,297 @@
+"""The STAC catalog of scenes, terrain, composites, models and predictions, behind one small interface.
+
+Two backends pass the same test suite: :class:`PgStacCatalog` (production: pgSTAC through pypgstac, which
+stac-fastapi-pgstac then serves to any STAC client) and :class:`EmbeddedCatalog` (default: one SQLite file,
+safe for several local Airflow tasks writing at once).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Mapping, Sequence
+from contextlib import closing
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pystac
+
+from terracover.settings import Settings, get_settings
+
+SCENES_COLLECTION = "terracover-scenes"
+DEM_COLLECTION = "terracover-dem"
+COMPOSITES_COLLECTION = "terracover-composites"
+MODELS_COLLECTION = "terracover-models"
+PREDICTIONS_COLLECTION = "terracover-predictions"
+ALL_COLLECTIONS: dict[str, str] = {
+    SCENES_COLLECTION: "Sentinel-2 L2A bands ingested for the region, clipped, as COGs",
+    DEM_COLLECTION: "Elevation, slope and aspect on each tile's 10 m grid",
+    COMPOSITES_COLLECTION: "Per-subtile yearly feature stacks: seasonal medians, indices, terrain",
+    MODELS_COLLECTION: "Land-cover models (STAC MLM extension), one registered model per year",
+    PREDICTIONS_COLLECTION: "Classified maps answered by the prediction service, with provenance",
+}
+
+
+def collection(
+    cid: str, description: str, extent_bbox: tuple[float, float, float, float] = (-180.0, -90.0, 180.0, 90.0)
+) -> pystac.Collection:
+    """A minimal valid collection for one of terracover's kinds of item."""
+    extent = pystac.Extent(
+        pystac.SpatialExtent([list(extent_bbox)]), pystac.TemporalExtent([[datetime(2015, 6, 23, tzinfo=UTC), None]])
+    )
+    return pystac.Collection(id=cid, description=description, extent=extent, license="other")
+
+
+def _as_item(item: pystac.Item | Mapping[str, Any]) -> dict[str, Any]:
+    d = item.to_dict(include_self_link=False) if isinstance(item, pystac.Item) else dict(item)
+    if not d.get("collection"):
+        raise ValueError(f"item {d.get('id')!r} names no collection: set item.collection_id")
+    d["links"] = [lk for lk in d.get("links", []) if lk.get("rel") not in ("self", "root", "parent", "collection")]
+    return d
+
+
+def _interval(item: Mapping[str, Any]) -> tuple[str, str]:
+    """(start, end) ISO instants of an item: its datetime, or start/end_datetime."""
+    p = item["properties"]
+    dt = p.get("datetime")
+    start = p.get("start_datetime") or dt
+    end = p.get("end_datetime") or dt
+    if not start or not end:
+        raise ValueError(f"item {item.get('id')!r} has neither datetime nor start/end_datetime")
+    return _norm(start), _norm(end)
+
+
+def _norm(instant: str) -> str:
+    """A comparable UTC ISO string (``2023-01-01T00:00:00Z`` and ``...+00:00`` sort alike)."""
+    return datetime.fromisoformat(instant.replace("Z", "+00:00")).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _parse_range(value: str) -> tuple[str | None, str | None]:
+    if "/" in value:
+        a, b = value.split("/", 1)
+        return (None if a in ("", "..") else _norm(a)), (None if b in ("", "..") else _norm(b))
+    v = _norm(value)
+    return v, v
+
+
+class Catalog(ABC):
+    """Collections and items, upserted idempotently and searched by collection, box, time and properties."""
+
+    @abstractmethod
+    def add_collection(self, coll: pystac.Collection | Mapping[str, Any]) -> None: ...
+
+    @abstractmethod
+    def collections(self) -> list[str]: ...
+
+    @abstractmethod
+    def upsert_items(self, items: Iterable[pystac.Item | Mapping[str, Any]]) -> int:
+        """Insert or replace by (collection, id); returns how many were written."""
+
+    @abstractmethod
+    def search(
+        self,
+        collections: Sequence[str] | None = None,
+        bbox: tuple[float, float, float, float] | None = None,
+        datetime: str | None = None,
+        ids: Sequence[str] | None = None,
+        properties: Mapping[str, Any] | None = None,
+        limit: int | None = None,
+    ) -> list[pystac.Item]:
+        """Items matching every given filter, sorted by datetime then id.
+
+        ``datetime`` is an RFC 3339 instant or ``start/end`` interval (``..`` for an open end); an item matches
+        when its time (or start/end interval) intersects it. ``properties`` are equality filters.
+        """
+
+    @abstractmethod
+    def delete_item(self, collection_id: str, item_id: str) -> None: ...
+
+    def get_item(self, collection_id: str, item_id: str) -> pystac.Item | None:
+        found = self.search(collections=[collection_id], ids=[item_id], limit=1)
+        return found[0] if found else None
+
+
+class EmbeddedCatalog(Catalog):
+    """One SQLite file (WAL mode) under ``path``: zero set-up, concurrent-writer safe on one machine."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.db = self.path / "catalog.sqlite"
+        with closing(self._connect()) as con, con:
+            con.executescript("""
+                CREATE TABLE IF NOT EXISTS collections (id TEXT PRIMARY KEY, body TEXT NOT NULL);
+                CREATE TABLE IF NOT EXISTS items (
+                    collection TEXT NOT NULL REFERENCES collections(id), id TEXT NOT NULL,
+                    start TEXT NOT NULL, "end" TEXT NOT NULL,
+                    minx REAL, miny REAL, maxx REAL, maxy REAL, body TEXT NOT NULL,
+                    PRIMARY KEY (collection, id));
+                CREATE INDEX IF NOT EXISTS items_time ON items (collection, start);
+            """)
+
+    def _connect(self) -> sqlite3.Connection:
+        con = sqlite3.connect(self.db, timeout=60)
+        con.execute("PRAGMA journal_mode=WAL")
+        con.execute("PRAGMA foreign_keys=ON")
+        return con
+
+    def add_collection(self, coll: pystac.Collection | Mapping[str, Any]) -> None:
+        body = coll.to_dict(include_self_link=False) if isinstance(coll, pystac.Collection) else dict(coll)
+        with closing(self._connect()) as con, con:
+            con.execute(
+                "INSERT INTO collections VALUES (?, ?) ON CONFLICT(id) DO UPDATE SET body=excluded.body",
+                (body["id"], json.dumps(body)),
+            )
+
+    def collections(self) -> list[str]:
+        with closing(self._connect()) as con:
+            return [r[0] for r in con.execute("SELECT id FROM collections ORDER BY id")]
+
+    def upsert_items(self, items: Iterable[pystac.Item | Mapping[str, Any]]) -> int:
+        rows = []
+        for item in items:
+            d = _as_item(item)
+            start, end = _interval(d)
+            bbox = d.get("bbox") or [None] * 4
+            rows.append((d["collection"], d["id"], start, end, *bbox[:2], *bbox[-2:], json.dumps(d)))
+        known = set(self.collections())
+        unknown = sorted({r[0] for r in rows} - known)
+        if unknown:
+            raise KeyError(f"unknown collection(s) {unknown}: add_collection() first (known: {sorted(known)})")
+        with closing(self._connect()) as con, con:
+            con.executemany(
+                "INSERT INTO items VALUES (?,?,?,?,?,?,?,?,?) ON CONFLICT(collection, id) DO UPDATE SET "
+                'start=excluded.start, "end"=excluded."end", minx=excluded.minx, miny=excluded.miny, '
+                "maxx=excluded.maxx, maxy=excluded.maxy, body=excluded.body",
+                rows,
+            )
+        return len(rows)
+
+    def search(
+        self,
+        collections: Sequence[str] | None = None,
+        bbox: tuple[float, float, float, float] | None = None,
+        datetime: str | None = None,
+        ids: Sequence[str] | None = None,
+        properties: Mapping[str, Any] | None = None,
+        limit: int | None = None,
+    ) -> list[pystac.Item]:
+        where, args = [], []
+        if collections is not None:
+            where.append(f"collection IN ({','.join('?' * len(collections))})")
+            args += list(collections)
+        if ids is not None:
+            where.append(f"id IN ({','.join('?' * len(ids))})")
+            args += list(ids)
+        if bbox is not None:
+            where.append("maxx >= ? AND minx <= ? AND maxy >= ? AND miny <= ?")
+            args += [bbox[0], bbox[2], bbox[1], bbox[3]]
+        if datetime is not None:
+            lo, hi = _parse_range(datetime)
+            if hi is not None:
+                where.append("start <= ?")
+                args.append(hi)
+            if lo is not None:
+                where.append('"end" >= ?')
+                args.append(lo)
+        for key, value in (properties or {}).items():
+            where.append("json_extract(body, ?) = ?")
+            args += [f'$.properties."{key}"', value if not isinstance(value, bool) else int(value)]
+        sql = "SELECT body FROM items" + (f" WHERE {' AND '.join(where)}" if where else "") + " ORDER BY start, id"
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        with closing(self._connect()) as con:
+            return [pystac.Item.from_dict(json.loads(r[0]), preserve_dict=False) for r in con.execute(sql, args)]
+
+    def delete_item(self, collection_id: str, item_id: str) -> None:
+        with closing(self._connect()) as con, con:
+            con.execute("DELETE FROM items WHERE collection=? AND id=?", (collection_id, item_id))
+
+
+class PgStacCatalog(Catalog):
+    """pgSTAC through pypgstac: loads with ``Loader`` (upsert), searches with pgSTAC's ``search()``."""
+
+    def __init__(self, dsn: str):
+        self.dsn = dsn
+
+    def _db(self) -> Any:
+        from pypgstac.db import PgstacDB
+
+        return PgstacDB(dsn=self.dsn)
+
+    def add_collection(self, coll: pystac.Collection | Mapping[str, Any]) -> None:
+        from pypgstac.load import Loader, Methods
+
+        body = coll.to_dict(include_self_link=False) if isinstance(coll, pystac.Collection) else dict(coll)
+        with self._db() as db:
+            Loader(db).load_collections(iter([body]), insert_mode=Methods.upsert)
+
+    def collections(self) -> list[str]:
+        with self._db() as db:
+            return sorted(r[0] for r in db.query("SELECT id FROM pgstac.collections"))
+
+    def upsert_items(self, items: Iterable[pystac.Item | Mapping[str, Any]]) -> int:
+        from pypgstac.load import Loader, Methods
+
+        bodies = [_as_item(i) for i in items]
+        if not bodies:
+            return 0
+        known = set(self.collections())
+        unknown = sorted({b["collection"] for b in bodies} - known)
+        if unknown:
+            raise KeyError(f"unknown collection(s) {unknown}: add_collection() first (known: {sorted(known)})")
+        for b in bodies:
+            _interval(b)  # same validation as the embedded backend
+        with self._db() as db:
+            Loader(db).load_items(iter(bodies), insert_mode=Methods.upsert)
+        return len(bodies)
+
+    def search(
+        self,
+        collections: Sequence[str] | None = None,
+        bbox: tuple[float, float, float, float] | None = None,
+        datetime: str | None = None,
+        ids: Sequence[str] | None = None,
+        properties: Mapping[str, Any] | None = None,
+        limit: int | None = None,
+    ) -> list[pystac.Item]:
+        body: dict[str, Any] = {
+            "limit": limit or 10_000,
+            "conf": {"nohydrate": False},
+            "sortby": [{"field": "datetime", "direction": "asc"}, {"field": "id", "direction": "asc"}],
+        }
+        if collections is not None:
+            body["collections"] = list(collections)
+        if ids is not None:
+            body["ids"] = list(ids)
+        if bbox is not None:
+            body["bbox"] = list(bbox)
+        if datetime is not None:
+            lo, hi = _parse_range(datetime)
+            body["datetime"] = f"{lo or '..'}/{hi or '..'}"
+        if properties:
+            body["filter-lang"] = "cql2-json"
+            body["filter"] = {
+                "op": "and",
+                "args": [{"op": "=", "args": [{"property": k}, v]} for k, v in properties.items()],
+            }
+        with self._db() as db:
+            db.connect().execute("SET search_path TO pgstac, public")
+            result = json.loads(db.search(body))
+        feats = result.get("features", [])
+        items = [pystac.Item.from_dict(f, preserve_dict=False) for f in feats]
+        return sorted(items, key=lambda i: (_interval(i.to_dict())[0], i.id))
+
+    def delete_item(self, collection_id: str, item_id: str) -> None:
+        with self._db() as db:
+            db.query_one("SELECT delete_item(%s, %s)", (item_id, collection_id))
+
+
+def open_catalog(settings: Settings | None = None) -> Catalog:
+    """The catalog named by ``settings.catalog_uri``: a folder (embedded) or a PostgreSQL DSN (pgSTAC)."""
+    s = settings or get_settings()
+    if s.catalog_is_pgstac:
+        return PgStacCatalog(s.catalog_uri)
+    return EmbeddedCatalog(Path(s.catalog_uri))

@@ -1,0 +1,114 @@
+"""One suite, two backends: the embedded SQLite catalog and pgSTAC (through pypgstac) on a real PostgreSQL."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pystac
+import pytest
+
+from terracover.catalog import Catalog, EmbeddedCatalog, PgStacCatalog, collection
+
+pytestmark = pytest.mark.services
+
+
+@pytest.fixture(params=["embedded", "pgstac"])
+def catalog(request: pytest.FixtureRequest, tmp_path: Path) -> Catalog:
+    if request.param == "pgstac":
+        return PgStacCatalog(request.getfixturevalue("pgstac_dsn"))
+    return EmbeddedCatalog(tmp_path / "catalog")
+
+
+@pytest.fixture
+def cid(catalog: Catalog) -> str:
+    """A fresh collection per test, so tests sharing the pgSTAC database stay independent."""
+    name = f"test-{uuid.uuid4().hex[:8]}"
+    catalog.add_collection(collection(name, "test items"))
+    return name
+
+
+def make_item(cid: str, item_id: str, lon: float, lat: float, day: int, **props: object) -> pystac.Item:
+    geom = {
+        "type": "Polygon",
+        "coordinates": [[[lon, lat], [lon + 0.1, lat], [lon + 0.1, lat + 0.1], [lon, lat + 0.1], [lon, lat]]],
+    }
+    return pystac.Item(
+        id=item_id,
+        geometry=geom,
+        bbox=[lon, lat, lon + 0.1, lat + 0.1],
+        datetime=datetime(2023, 1, day, 10, tzinfo=UTC),
+        properties=dict(props),
+        collection=cid,
+    )
+
+
+def test_collections_upsert(catalog: Catalog, cid: str) -> None:
+    catalog.add_collection(collection(cid, "described again"))
+    assert catalog.collections().count(cid) == 1
+
+
+def test_upsert_is_idempotent_and_updates(catalog: Catalog, cid: str) -> None:
+    assert catalog.upsert_items([make_item(cid, "a", 0, 40, 1, v=1)]) == 1
+    catalog.upsert_items([make_item(cid, "a", 0, 40, 1, v=2)])
+    found = catalog.search(collections=[cid])
+    assert [i.id for i in found] == ["a"]
+    assert found[0].properties["v"] == 2
+
+
+def test_search_filters(catalog: Catalog, cid: str) -> None:
+    catalog.upsert_items(
+        [
+            make_item(cid, "west", -1.0, 40, 3, tile="30SYK", year=2023),
+            make_item(cid, "east", 1.0, 40, 1, tile="31SBE", year=2023),
+            make_item(cid, "late", 1.0, 40, 20, tile="31SBE", year=2024),
+        ]
+    )
+    assert [i.id for i in catalog.search(collections=[cid])] == ["east", "west", "late"]
+    assert [i.id for i in catalog.search(collections=[cid], bbox=(0.9, 39.9, 1.2, 40.2))] == ["east", "late"]
+    assert catalog.search(collections=[cid], bbox=(5.0, 39.9, 6.0, 40.2)) == []
+    assert [i.id for i in catalog.search(collections=[cid], datetime="2023-01-02T00:00:00Z/2023-01-10T00:00:00Z")] == [
+        "west"
+    ]
+    assert [i.id for i in catalog.search(collections=[cid], datetime="2023-01-10T00:00:00Z/..")] == ["late"]
+    assert [i.id for i in catalog.search(collections=[cid], datetime="2023-01-01T10:00:00Z")] == ["east"]
+    assert [i.id for i in catalog.search(collections=[cid], ids=["late", "west"])] == ["west", "late"]
+    assert [i.id for i in catalog.search(collections=[cid], properties={"tile": "31SBE"})] == ["east", "late"]
+    assert [i.id for i in catalog.search(collections=[cid], properties={"tile": "31SBE", "year": 2024})] == ["late"]
+    assert len(catalog.search(collections=[cid], limit=2)) == 2
+
+
+def test_interval_items_match_by_overlap(catalog: Catalog, cid: str) -> None:
+    item = make_item(cid, "year", 0, 40, 1)
+    item.datetime = None
+    item.properties.update({"start_datetime": "2022-12-01T00:00:00Z", "end_datetime": "2023-11-30T23:59:59Z"})
+    catalog.upsert_items([item])
+    assert [i.id for i in catalog.search(collections=[cid], datetime="2023-06-01T00:00:00Z")] == ["year"]
+    assert catalog.search(collections=[cid], datetime="2024-06-01T00:00:00Z") == []
+
+
+def test_get_and_delete(catalog: Catalog, cid: str) -> None:
+    catalog.upsert_items([make_item(cid, "x", 0, 40, 1)])
+    got = catalog.get_item(cid, "x")
+    assert got is not None and got.collection_id == cid
+    catalog.delete_item(cid, "x")
+    assert catalog.get_item(cid, "x") is None
+
+
+def test_unknown_collection_is_a_clear_error(catalog: Catalog) -> None:
+    with pytest.raises(KeyError, match="add_collection"):
+        catalog.upsert_items([make_item("nope-never-added", "x", 0, 40, 1)])
+
+
+def test_pystac_client_finds_pypgstac_items_through_stac_fastapi(pgstac_dsn: str, stac_api_url: str) -> None:
+    from pystac_client import Client
+
+    cat = PgStacCatalog(pgstac_dsn)
+    cid = f"api-{uuid.uuid4().hex[:8]}"
+    cat.add_collection(collection(cid, "served by stac-fastapi-pgstac"))
+    cat.upsert_items([make_item(cid, f"s{i}", 0.1 * i, 40, 1 + i) for i in range(5)])
+    search = Client.open(stac_api_url).search(
+        collections=[cid], bbox=[0.0, 40.0, 0.25, 40.2], datetime="2023-01-01/2023-01-03"
+    )
+    assert sorted(i.id for i in search.items()) == ["s0", "s1", "s2"]
