@@ -46,10 +46,18 @@ def test_bad_keys_are_rejected(store: ObjectStore, key: str) -> None:
 
 
 def test_list_by_prefix_recursive_sorted(store: ObjectStore) -> None:
-    for key in ["scenes/T1/2023-01-02/B04.tif", "scenes/T1/2023-01-01/B04.tif", "scenes/T2/x.tif", "labels/a.csv"]:
+    for key in [
+        "scenes/T1/2023-01-02/B04.tif",
+        "scenes/T1/2023-01-01/B04.tif",
+        "scenes/T2/x.tif",
+        "labels/a.csv",
+    ]:
         store.put_bytes(key, b"x")
-    assert store.list("scenes/") == ["scenes/T1/2023-01-01/B04.tif", "scenes/T1/2023-01-02/B04.tif",
-                                     "scenes/T2/x.tif"]
+    assert store.list("scenes/") == [
+        "scenes/T1/2023-01-01/B04.tif",
+        "scenes/T1/2023-01-02/B04.tif",
+        "scenes/T2/x.tif",
+    ]
     assert store.list("scenes/T1/") == ["scenes/T1/2023-01-01/B04.tif", "scenes/T1/2023-01-02/B04.tif"]
     assert store.list("lab") == ["labels/a.csv"]
     assert len(store.list()) == 4
@@ -87,8 +95,14 @@ def test_rasterio_windowed_read_of_a_cog(store: ObjectStore) -> None:
     rng = np.random.default_rng(1)
     data = rng.random((3, 700, 900), dtype=np.float32)
     with store.writer("cogs/stack.tif", suffix=".tif") as path:
-        write_cog(path, data, Affine(10, 0, 600000, 0, -10, 4400000), 32630, float("nan"),
-                  descriptions=["a", "b", "c"])
+        write_cog(
+            path,
+            data,
+            Affine(10, 0, 600000, 0, -10, 4400000),
+            32630,
+            float("nan"),
+            descriptions=["a", "b", "c"],
+        )
     with store.open_raster("cogs/stack.tif") as src:
         assert src.descriptions == ("a", "b", "c")
         window = Window(col_off=513, row_off=257, width=100, height=60)
