@@ -47,9 +47,7 @@ def smooth_field(rng: np.random.Generator, size: int, scale_px: float) -> np.nda
     return ((field - field.mean()) / field.std()).astype(np.float32)
 
 
-def synthetic_stack(
-    size: int, dates: int, masked: float, bands: int, seed: int = 0
-) -> tuple[np.ndarray, np.ndarray]:
+def synthetic_stack(size: int, dates: int, masked: float, bands: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """(bands, dates, size, size) uint16 DNs and (dates, size, size) SCL with about ``masked`` invalid."""
     rng = np.random.default_rng(seed)
     surface = smooth_field(rng, size, 40.0)
@@ -102,9 +100,7 @@ def nanmedian(stack: np.ndarray) -> np.ndarray:
         return np.nanmedian(stack, axis=0)
 
 
-def time_nanmedian(
-    values: np.ndarray, scl: np.ndarray, lut: np.ndarray, repeat: int
-) -> tuple[float, np.ndarray]:
+def time_nanmedian(values: np.ndarray, scl: np.ndarray, lut: np.ndarray, repeat: int) -> tuple[float, np.ndarray]:
     stack = nanmedian_stack(values, scl, lut)
     return best_time(lambda: nanmedian(stack), repeat), nanmedian(stack)
 
@@ -127,13 +123,9 @@ def bench_case(size: int, dates: int, masked: float, repeat: int) -> dict[str, A
     t_one = best_time(lambda: composite(single, scl, lut), repeat)
     got_all = composite_bands(values, scl, lut)
     t_all = best_time(lambda: composite_bands(values, scl, lut), repeat)
-    identical = np.array_equal(got, reference, equal_nan=True) and np.array_equal(
-        got_all[0], got, equal_nan=True
-    )
+    identical = np.array_equal(got, reference, equal_nan=True) and np.array_equal(got_all[0], got, equal_nan=True)
     last = len(BANDS) - 1
-    identical &= np.array_equal(
-        got_all[last], nanmedian(nanmedian_stack(values[last], scl, lut)), equal_nan=True
-    )
+    identical &= np.array_equal(got_all[last], nanmedian(nanmedian_stack(values[last], scl, lut)), equal_nan=True)
     if not identical:
         raise AssertionError(f"kernel and np.nanmedian disagree ({dates} dates)")
 
@@ -167,9 +159,7 @@ def warm_up() -> None:
     composite_bands(values, rng.integers(0, 12, (3, 16, 16), dtype=np.uint8), valid_scl_lut())
 
 
-def run(
-    size: int = 1098, dates: Sequence[int] = (12, 24), masked: float = 0.4, repeat: int = 3
-) -> dict[str, Any]:
+def run(size: int = 1098, dates: Sequence[int] = (12, 24), masked: float = 0.4, repeat: int = 3) -> dict[str, Any]:
     """Benchmark every date count; the dict is what ``benchmarks/run.py``-style aggregators collect."""
     warm_up()
     return {
@@ -210,9 +200,7 @@ def format_table(result: dict[str, Any]) -> str:
             f" {c['fraction_of_bound_14_bands']:>6.0%} {m['copy_bound']:>7.0f}"
             f" {m['copy_bound_14_bands_per_band']:>7.0f}"
         )
-    lines.append(
-        "x = speed-up vs np.nanmedian; of bw = share of a plain copy of the same input bytes; all identical"
-    )
+    lines.append("x = speed-up vs np.nanmedian; of bw = share of a plain copy of the same input bytes; all identical")
     return "\n".join(lines)
 
 

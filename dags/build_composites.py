@@ -20,8 +20,9 @@ scenes have not changed, and catalogs it in `terracover-composites`. Publishes `
 
 # The KubernetesExecutor starts the heavy tasks from a bigger pod template (mounted by helm-values/airflow.yaml);
 # local executors ignore executor_config. A template path keeps kubernetes models out of DAG parsing.
-HEAVY_POD = {"pod_template_file": os.environ.get("TERRACOVER_HEAVY_POD_TEMPLATE",
-                                                 "/opt/airflow/pod_templates/heavy-task.yaml")}
+HEAVY_POD = {
+    "pod_template_file": os.environ.get("TERRACOVER_HEAVY_POD_TEMPLATE", "/opt/airflow/pod_templates/heavy-task.yaml")
+}
 
 
 @dag(
@@ -46,7 +47,7 @@ def build_composites() -> None:
             events = [e for evs in ctx["triggering_asset_events"].values() for e in evs]
             years = sorted({int(e.extra["year"]) for e in events if e.extra.get("year")})
             if not years:
-                raise ValueError("no year: trigger with conf {\"year\": 2023} or from an ingest_scenes event")
+                raise ValueError('no year: trigger with conf {"year": 2023} or from an ingest_scenes event')
             return [p for y in years for p in plan_stacks(y)]
         return plan_stacks(int(year))
 
@@ -61,11 +62,15 @@ def build_composites() -> None:
     def publish(results: list[dict[str, Any]]) -> dict[str, Any]:
         results = list(results)
         built = [r["item_id"] for r in results if not r["skipped"]]
-        summary = {"stacks": len(results), "built": len(built), "years": sorted({r["item_id"][:4] for r in results})}
+        summary: dict[str, Any] = {
+            "stacks": len(results),
+            "built": len(built),
+            "years": sorted({r["item_id"][:4] for r in results}),
+        }
         get_current_context()["outlet_events"][COMPOSITES_ASSET].extra = summary
         return summary
 
-    publish(build.expand_kwargs(plan()))
+    publish(build.expand_kwargs(plan()))  # type: ignore[arg-type]  # XComArg resolves to the list at run time
 
 
 build_composites()

@@ -65,7 +65,7 @@ def ingest_scenes() -> None:
         ctx["outlet_events"][SCENES_ASSET].extra = summary
         return summary
 
-    publish(ingest.expand(item=search_scenes()))
+    publish(ingest.expand(item=search_scenes()))  # type: ignore[arg-type]  # XComArg resolves to the list at run time
 
 
 ingest_scenes()

@@ -86,17 +86,11 @@ CONFIGS = [
     doc_md=DOC,
     max_active_runs=4,
     params={
-        "year": Param(
-            None, type=["null", "integer"], minimum=2015, description="Model year (default: see doc)"
-        ),
+        "year": Param(None, type=["null", "integer"], minimum=2015, description="Model year (default: see doc)"),
         "dataset_uri": Param(None, type=["null", "string"], description="Training table (default: newest)"),
-        "config": Param(
-            "rf_fast", enum=CONFIGS, description="Model configuration (terracover.train.CONFIGS)"
-        ),
+        "config": Param("rf_fast", enum=CONFIGS, description="Model configuration (terracover.train.CONFIGS)"),
         "rfe_target": Param(None, type=["null", "integer"], minimum=1, description="RFE down to N features"),
-        "shadow_first": Param(
-            False, type="boolean", description="On approval set alias shadow, not champion"
-        ),
+        "shadow_first": Param(False, type="boolean", description="On approval set alias shadow, not champion"),
     },
 )
 def train_model() -> None:
@@ -107,17 +101,13 @@ def train_model() -> None:
         params = ctx["params"]
         if params.get("year"):
             return [{"year": int(params["year"]), "dataset_uri": params.get("dataset_uri")}]
-        events = sorted(
-            (e for evs in ctx["triggering_asset_events"].values() for e in evs), key=lambda e: e.timestamp
-        )
+        events = sorted((e for evs in ctx["triggering_asset_events"].values() for e in evs), key=lambda e: e.timestamp)
         jobs = {int(e.extra["year"]): e.extra.get("dataset_uri") for e in events if e.extra.get("year")}
         if jobs:
             return [{"year": y, "dataset_uri": uri} for y, uri in sorted(jobs.items())]
         logical_date = ctx.get("logical_date")
         if logical_date is None:
-            raise ValueError(
-                'no year: trigger with conf {"year": 2023}, an asset event, or run on the schedule'
-            )
+            raise ValueError('no year: trigger with conf {"year": 2023}, an asset event, or run on the schedule')
         return [{"year": logical_date.year - 1, "dataset_uri": None}]
 
     @task
@@ -272,21 +262,17 @@ def train_model() -> None:
         s = get_settings()
         url = f"{s.serving_url.rstrip('/')}/admin/reload"
         try:
-            r = httpx.post(
-                url, headers={"Authorization": f"Bearer {s.reload_token.get_secret_value()}"}, timeout=10
-            )
+            r = httpx.post(url, headers={"Authorization": f"Bearer {s.reload_token.get_secret_value()}"}, timeout=10)
             r.raise_for_status()
             logging.getLogger("terracover").info("serving reloaded after %s change: %s", alias, r.text[:200])
         except httpx.HTTPError as e:
-            logging.getLogger("terracover").warning(
-                "could not notify serving at %s (%s); it will poll", url, e
-            )
+            logging.getLogger("terracover").warning("could not notify serving at %s (%s); it will poll", url, e)
 
     # XComArgs stand in for the task values at parse time (Any: mypy checks the task bodies, not the wiring).
     jobs: Any = plan()
-    TriggerDagRunOperator.partial(
-        task_id="trigger_year_runs", trigger_dag_id=DAG_ID, logical_date=None
-    ).expand(conf=child_runs(jobs))
+    TriggerDagRunOperator.partial(task_id="trigger_year_runs", trigger_dag_id=DAG_ID, logical_date=None).expand(
+        conf=child_runs(jobs)
+    )
     job: Any = this_year(jobs)
     result: Any = train_and_register(job)
     comparison: Any = compare_with_champion(result)

@@ -6,7 +6,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from terracover.settings import Settings, get_settings
 
 pytest_plugins = [

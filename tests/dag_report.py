@@ -12,8 +12,21 @@ import tempfile
 import time
 from pathlib import Path
 
-HEAVY = ("sklearn", "mlflow", "great_expectations", "bentoml", "lightgbm", "numba", "rasterio", "pandas",
-         "pystac_client", "sentinelhub", "matplotlib", "boto3", "pypgstac")
+HEAVY = (
+    "sklearn",
+    "mlflow",
+    "great_expectations",
+    "bentoml",
+    "lightgbm",
+    "numba",
+    "rasterio",
+    "pandas",
+    "pystac_client",
+    "sentinelhub",
+    "matplotlib",
+    "boto3",
+    "pypgstac",
+)
 
 
 WARM_UP_DAG = """

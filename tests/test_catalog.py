@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pystac
 import pytest
-
 from terracover.catalog import Catalog, EmbeddedCatalog, PgStacCatalog, collection
 
 pytestmark = pytest.mark.services

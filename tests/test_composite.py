@@ -57,9 +57,7 @@ def test_equals_nanmedian_bit_for_bit(dates: int) -> None:
 
 def test_equals_float64_nanmedian_too() -> None:
     values, scl = random_stack(np.random.default_rng(7), 12)
-    np.testing.assert_array_equal(
-        composite(values[0], scl, LUT), nanmedian_reference(values[0], scl, LUT, np.float64)
-    )
+    np.testing.assert_array_equal(composite(values[0], scl, LUT), nanmedian_reference(values[0], scl, LUT, np.float64))
 
 
 def test_single_band_matches_multi_band() -> None:
@@ -96,9 +94,7 @@ def test_keep_snow() -> None:
 def test_non_contiguous_input() -> None:
     values, scl = random_stack(np.random.default_rng(11), 6, rows=40, cols=40)
     view_v, view_s = values[:, :, 5:30, 3:37:2], scl[:, 5:30, 3:37:2]
-    np.testing.assert_array_equal(
-        composite_bands(view_v, view_s, LUT), nanmedian_reference(view_v, view_s, LUT)
-    )
+    np.testing.assert_array_equal(composite_bands(view_v, view_s, LUT), nanmedian_reference(view_v, view_s, LUT))
 
 
 @pytest.mark.parametrize("n", range(1, 17))
@@ -132,9 +128,7 @@ def test_bad_input_says_what_to_fix(values, scl, lut, message: str) -> None:
         composite(values, scl, lut)
 
 
-@pytest.mark.parametrize(
-    ("height", "width", "block"), [(1, 1, 1), (5, 7, 3), (1098, 1098, 256), (300, 200, 512)]
-)
+@pytest.mark.parametrize(("height", "width", "block"), [(1, 1, 1), (5, 7, 3), (1098, 1098, 256), (300, 200, 512)])
 def test_windows_tile_the_raster_exactly(height: int, width: int, block: int) -> None:
     cover = np.zeros((height, width), dtype=np.int32)
     for w in iter_windows(height, width, block):

@@ -149,8 +149,7 @@ def test_compute_feature_stack() -> None:
     shape = (4, 5)
     rng = np.random.default_rng(1)
     seasons = {
-        s: {b: rng.uniform(0.01, 0.6, shape).astype(np.float32) for b in SPECTRAL_BANDS}
-        for s in ("spring", "summer")
+        s: {b: rng.uniform(0.01, 0.6, shape).astype(np.float32) for b in SPECTRAL_BANDS} for s in ("spring", "summer")
     }
     seasons["summer"]["B04"][0, 0] = np.nan
     dem, slope, aspect = (rng.uniform(0, 90, shape).astype(np.float32) for _ in range(3))

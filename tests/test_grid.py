@@ -16,9 +16,7 @@ CROSS_ZONE_AOI = box(-0.045, 39.94, 0.035, 39.975)  # straddles the UTM 30/31 bo
 
 def test_tile_geometry_matches_real_item(shared_data: Path) -> None:
     item = json.loads(
-        (
-            shared_data / "rio_tiler_pds_s2l2a_29RKH/S2A_29RKH_20200219_0_L2A/S2A_29RKH_20200219_0_L2A.json"
-        ).read_text()
+        (shared_data / "rio_tiler_pds_s2l2a_29RKH/S2A_29RKH_20200219_0_L2A/S2A_29RKH_20200219_0_L2A.json").read_text()
     )
     t = grid.tile("29RKH")
     assert t.epsg == item["properties"]["proj:epsg"]

@@ -62,9 +62,7 @@ def test_masked_median_is_the_median_of_the_clear_dates(scenes, reflectance_by_d
     dates, _, values, scl = scenes
     median = composite_bands(values, scl, valid_scl_lut())
     clear = [dates.index(d) for d in CLEAR_DATES]
-    np.testing.assert_array_equal(
-        median, np.median(values[:, clear].astype(np.float32), axis=1)
-    )  # exact on DNs
+    np.testing.assert_array_equal(median, np.median(values[:, clear].astype(np.float32), axis=1))  # exact on DNs
 
     upstream = np.median(np.stack([reflectance_by_date[d] for d in CLEAR_DATES]), axis=0).transpose(2, 0, 1)
     np.testing.assert_allclose(scale_to_reflectance(median), upstream, rtol=0, atol=1e-6)

@@ -40,9 +40,7 @@ def mlflow_env(mlflow_server: str, tmp_path_factory: pytest.TempPathFactory) -> 
     get_settings.cache_clear()
 
 
-def register(
-    table: pd.DataFrame, year: int, s: Settings, config: str = "rf_fast", seed: int = 1
-) -> registry.ModelRef:
+def register(table: pd.DataFrame, year: int, s: Settings, config: str = "rf_fast", seed: int = 1) -> registry.ModelRef:
     trained = train(table, config, seed=seed)
     ev = evaluate_model(trained.estimator, table, trained.features)
     return registry.log_and_register(
@@ -104,9 +102,7 @@ def test_run_logs_every_artifact(
 
     mc = registry.client(mlflow_env)
     files = {
-        a.path
-        for d in ("data", "evaluation", "environment", "stac")
-        for a in mc.list_artifacts(lineage_ref.run_id, d)
+        a.path for d in ("data", "evaluation", "environment", "stac") for a in mc.list_artifacts(lineage_ref.run_id, d)
     }
     assert files == {
         "data/dataset.json",
@@ -139,9 +135,7 @@ def test_model_has_signature_example_and_explicit_requirements(
     assert info.flavors["sklearn"]["serialization_format"] == "skops"
 
 
-def test_load_model_roundtrip_predicts_like_the_trained_model(
-    mlflow_env: Settings, table: pd.DataFrame
-) -> None:
+def test_load_model_roundtrip_predicts_like_the_trained_model(mlflow_env: Settings, table: pd.DataFrame) -> None:
     trained = train(table, "lgbm", seed=3)
     ev = evaluate_model(trained.estimator, table, trained.features)
     ref = registry.log_and_register(
@@ -158,17 +152,13 @@ def test_load_model_roundtrip_predicts_like_the_trained_model(
     assert (loaded.name, loaded.version, loaded.run_id) == (ref.name, ref.version, ref.run_id)
     assert loaded.features == FEATURES and loaded.git_sha == GIT_SHA and loaded.dataset_sha256 == "x"
     x = table[FEATURES].to_numpy(np.float32)[:500]
-    np.testing.assert_allclose(
-        loaded.estimator.predict_proba(x), trained.estimator.predict_proba(x), rtol=1e-6
-    )
+    np.testing.assert_allclose(loaded.estimator.predict_proba(x), trained.estimator.predict_proba(x), rtol=1e-6)
     assert list(loaded.estimator.classes_) == trained.classes
     with pytest.raises(LookupError, match="no 'shadow' model for 2021"):
         registry.load_model(2021, "shadow", mlflow_env)
 
 
-def test_mlm_item_validates_and_is_in_the_catalog(
-    mlflow_env: Settings, lineage_ref: registry.ModelRef
-) -> None:
+def test_mlm_item_validates_and_is_in_the_catalog(mlflow_env: Settings, lineage_ref: registry.ModelRef) -> None:
     import mlflow
     import pystac
     from stac_model.schema import SCHEMA_URI
@@ -206,16 +196,12 @@ def test_compare_rules() -> None:
     tie = registry.compare({"kappa": 0.74}, {"kappa": 0.70}, "kappa", 0.05)
     assert not tie.better and "does not beat" in tie.reason
     assert not registry.compare({"kappa": 0.69}, {"kappa": 0.70}, "kappa", 0.0).better
-    assert registry.compare(
-        {"macro_f1": 0.9, "kappa": 0.1}, {"macro_f1": 0.8, "kappa": 0.9}, "macro_f1", 0
-    ).better
+    assert registry.compare({"macro_f1": 0.9, "kappa": 0.1}, {"macro_f1": 0.8, "kappa": 0.9}, "macro_f1", 0).better
     with pytest.raises(KeyError, match="no metric 'kappa'"):
         registry.compare({"overall_accuracy": 0.9}, None, "kappa", 0)
 
 
-def test_champion_is_rescored_on_the_challengers_test_split(
-    mlflow_env: Settings, table: pd.DataFrame
-) -> None:
+def test_champion_is_rescored_on_the_challengers_test_split(mlflow_env: Settings, table: pd.DataFrame) -> None:
     ref = register(table, 2022, mlflow_env)
     registry.approve(ref, registry.Approval.from_hitl_response(hitl_response()), settings=mlflow_env)
     new_table = synthetic_table(seed=0, n=2400)  # same classes and features, more points, new split
@@ -244,9 +230,7 @@ def test_approve_reject_and_shadow(mlflow_env: Settings, table: pd.DataFrame) ->
     assert registry.champion(year, mlflow_env) is None, "challenger alone must not serve"
 
     assert (
-        registry.approve(
-            first, registry.Approval.from_hitl_response(hitl_response(name="alice")), settings=mlflow_env
-        )
+        registry.approve(first, registry.Approval.from_hitl_response(hitl_response(name="alice")), settings=mlflow_env)
         == "champion"
     )
     assert registry.champion(year, mlflow_env) == first
@@ -284,9 +268,7 @@ def test_an_approval_comes_only_from_a_human_response() -> None:
         registry.Approval.from_hitl_response(hitl_response("Reject"))
     with pytest.raises(ValueError, match="names no responder"):
         registry.Approval.from_hitl_response(hitl_response(name=None))
-    ok = registry.Approval.from_hitl_response(
-        {**hitl_response(), "responded_at": "2024-01-16T09:30:00+00:00"}
-    )
+    ok = registry.Approval.from_hitl_response({**hitl_response(), "responded_at": "2024-01-16T09:30:00+00:00"})
     assert ok.approved_by == "alice" and ok.approved_at.year == 2024
     with pytest.raises(TypeError, match="needs an Approval"):
         registry.approve(registry.ModelRef("landcover-2023", "1", "r", 2023), "alice")  # type: ignore[arg-type]
@@ -314,21 +296,13 @@ def test_no_code_path_moves_an_alias_except_registry_set_challenger_and_approve(
         if path.name == "registry.py" and path.parent.name == "terracover":
             continue
         text = path.read_text()
-        if (
-            "set_registered_model_alias" in text
-            or "_set_alias" in text
-            or "transition_model_version_stage" in text
-        ):
+        if "set_registered_model_alias" in text or "_set_alias" in text or "transition_model_version_stage" in text:
             offenders.append(str(path.relative_to(ROOT)))
     assert offenders == []
 
     tree = ast.parse((ROOT / "include" / "terracover" / "registry.py").read_text())
     functions = {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)}
-    setters = [
-        name
-        for name, fn in functions.items()
-        if any(c == "set_registered_model_alias" for c, _ in _calls(fn))
-    ]
+    setters = [name for name, fn in functions.items() if any(c == "set_registered_model_alias" for c, _ in _calls(fn))]
     assert setters == ["_set_alias"]
     callers = {name: [call for c, call in _calls(fn) if c == "_set_alias"] for name, fn in functions.items()}
     callers = {k: v for k, v in callers.items() if v}

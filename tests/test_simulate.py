@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import rasterio
-
 from terracover import grid
 from terracover.bands import BAND_BY_ASSET
 from terracover.classes import CLASS_CODES
@@ -30,8 +29,9 @@ def _digest(path: str) -> str:
 
 
 def test_deterministic(archive_dir: Path, tmp_path: Path) -> None:
-    again = simulate_archive(SimulationConfig(REGION, 2023, dates_per_season=1, subtile_size=366,
-                                              label_points=270), tmp_path)
+    again = simulate_archive(
+        SimulationConfig(REGION, 2023, dates_per_season=1, subtile_size=366, label_points=270), tmp_path
+    )
     first = load_archive(archive_dir)
     assert [i.id for i in again.scene_items] == [i.id for i in first.scene_items]
     for a, b in zip(again.scene_items[:2], first.scene_items[:2], strict=True):
@@ -68,8 +68,11 @@ def test_clouds_shadows_and_cover(archive_dir: Path) -> None:
 
 def test_spectra_are_plausible(archive_dir: Path) -> None:
     summer = next(i for i in load_archive(archive_dir).scene_items if i.datetime and i.datetime.month in (6, 7, 8))
-    with rasterio.open(summer.assets["red"].href) as r, rasterio.open(summer.assets["nir"].href) as n, \
-            rasterio.open(summer.assets["green"].href) as g:
+    with (
+        rasterio.open(summer.assets["red"].href) as r,
+        rasterio.open(summer.assets["nir"].href) as n,
+        rasterio.open(summer.assets["green"].href) as g,
+    ):
         red, nir, green = (x.read(1).astype(float) for x in (r, n, g))
         xs, ys = r.xy(*np.indices(red.shape).reshape(2, -1))
         from pyproj import Transformer

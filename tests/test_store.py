@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 from affine import Affine
 from rasterio.windows import Window
-
 from terracover.cog import write_cog
 from terracover.settings import Settings
 from terracover.store import TMP_MARK, ObjectStore, open_store
@@ -33,9 +32,9 @@ def test_round_trip_and_overwrite(store: ObjectStore) -> None:
 
 
 def test_missing_key_says_which(store: ObjectStore, tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="nope.txt"):
+    with pytest.raises(FileNotFoundError, match=r"nope\.txt"):
         store.get_bytes("nope.txt")
-    with pytest.raises(FileNotFoundError, match="nope.txt"):
+    with pytest.raises(FileNotFoundError, match=r"nope\.txt"):
         store.download("nope.txt", tmp_path / "x")
 
 

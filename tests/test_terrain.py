@@ -77,9 +77,7 @@ def test_bad_arguments() -> None:
         slope_aspect(np.zeros((1, 4, 4), np.float32), 10.0, 10.0)
 
 
-def utm32_grid(
-    west: float, south: float, east: float, north: float, res: float
-) -> tuple[Affine, tuple[int, int]]:
+def utm32_grid(west: float, south: float, east: float, north: float, res: float) -> tuple[Affine, tuple[int, int]]:
     left, bottom, right, top = transform_bounds(4326, 32632, west, south, east, north)
     x0, y0 = math.floor(left / res) * res, math.ceil(top / res) * res
     return Affine(res, 0, x0, 0, -res, y0), (math.ceil((y0 - bottom) / res), math.ceil((right - x0) / res))

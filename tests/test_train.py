@@ -16,9 +16,7 @@ from terracover.train import CONFIGS, TrainedModel, feature_columns, measure_thr
 log = logging.getLogger(__name__)
 
 FEATURES = [
-    f"{season}_{band}"
-    for season in ("spring", "summer", "autumn")
-    for band in ("B02", "B04", "B08", "B11", "ndvi")
+    f"{season}_{band}" for season in ("spring", "summer", "autumn") for band in ("B02", "B04", "B08", "B11", "ndvi")
 ] + ["dem", "slope", "aspect"]
 
 
@@ -96,9 +94,7 @@ def test_every_config_learns_and_report_accuracy_and_speed(
         "",
         f"{'config':8} {'accuracy':>9} {'kappa':>7} {'macroF1':>8} {'pixels/s':>11} {'x rf_full':>9}",
     ]
-    lines += [
-        f"{r[0]:8} {r[1]:9.3f} {r[2]:7.3f} {r[3]:8.3f} {r[4]:11,.0f} {r[4] / base[4]:9.1f}" for r in rows
-    ]
+    lines += [f"{r[0]:8} {r[1]:9.3f} {r[2]:7.3f} {r[3]:8.3f} {r[4]:11,.0f} {r[4] / base[4]:9.1f}" for r in rows]
     lines.append(f"(majority-class accuracy {rows[0][5]:.3f}, {len(table)} points, {len(FEATURES)} features)")
     print("\n".join(lines))
     speed = {r[0]: r[4] for r in rows}

@@ -107,8 +107,6 @@ def test_approve_moves_champion_then_reject_leaves_it(
     after = registry.champion(YEAR, s)
     assert after == champ, "a rejection must leave the champion untouched"
     rejected = registry.version_tags(registry.ModelRef(champ.name, "2", "", YEAR), s)
-    assert (
-        rejected["rejected"] == "true" and rejected["rejected_by"] == second["answer"]["responded_by"]["name"]
-    )
+    assert rejected["rejected"] == "true" and rejected["rejected_by"] == second["answer"]["responded_by"]["name"]
     assert "approved_by" not in rejected
     assert registry.by_alias(YEAR, "challenger", s) is None

@@ -178,7 +178,8 @@ class EmbeddedCatalog(Catalog):
         properties: Mapping[str, Any] | None = None,
         limit: int | None = None,
     ) -> list[pystac.Item]:
-        where, args = [], []
+        where: list[str] = []
+        args: list[Any] = []
         if collections is not None:
             where.append(f"collection IN ({','.join('?' * len(collections))})")
             args += list(collections)

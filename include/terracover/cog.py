@@ -56,9 +56,7 @@ def write_cog(
     # The COG driver writes overviews and layout in one go; descriptions and colour maps need a dataset
     # handle, so write through a MEM dataset that the COG driver copies.
     with rasterio.MemoryFile() as mem:
-        mem_profile = {
-            k: profile[k] for k in ("width", "height", "count", "dtype", "crs", "transform", "nodata")
-        }
+        mem_profile = {k: profile[k] for k in ("width", "height", "count", "dtype", "crs", "transform", "nodata")}
         with mem.open(driver="GTiff", **mem_profile) as tmp:
             tmp.write(arr)
             for i, desc in enumerate(descriptions or [], start=1):

@@ -70,9 +70,7 @@ class StacDemSource(DemSource):
     def search(self, bbox: tuple[float, float, float, float]) -> list[pystac.Item]:
         from pystac_client import Client
 
-        items = list(
-            Client.open(self.url).search(collections=[self.collection], bbox=bbox, limit=100).items()
-        )
+        items = list(Client.open(self.url).search(collections=[self.collection], bbox=bbox, limit=100).items())
         return sorted(items, key=lambda i: i.id)
 
     def asset_href(self, item: pystac.Item) -> str:
@@ -104,9 +102,7 @@ class ArchiveDemSource(DemSource):
         from terracover.simulate import load_archive
 
         region = box(*bbox)
-        items = [
-            i for i in load_archive(self.archive_dir).dem_items if i.bbox and box(*i.bbox).intersects(region)
-        ]
+        items = [i for i in load_archive(self.archive_dir).dem_items if i.bbox and box(*i.bbox).intersects(region)]
         return sorted(items, key=lambda i: i.id)
 
     def asset_href(self, item: pystac.Item) -> str:
@@ -170,12 +166,11 @@ def build_terrain(
     footprint = shp_transform(
         Transformer.from_crs(t.epsg, 4326, always_xy=True).transform, box(*bounds).segmentize(1000)
     )
-    items = source.search(tuple(footprint.bounds))  # type: ignore[arg-type]
+    west, south, east, north = footprint.bounds
+    items = source.search((west, south, east, north))
     if not items:
         raise LookupError(f"{source.name}: no DEM covers tile {tile_name} over {footprint.bounds}")
-    log.info(
-        "terrain %s: %d DEM rasters from %s onto %dx%d px", tile_name, len(items), source.name, width, height
-    )
+    log.info("terrain %s: %d DEM rasters from %s onto %dx%d px", tile_name, len(items), source.name, width, height)
     dem = reproject_sources(
         [source.asset_href(i) for i in items], t.epsg, transform, (height, width), source.gdal_env()
     )

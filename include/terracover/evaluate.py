@@ -137,9 +137,7 @@ def evaluate(
     p = np.asarray(y_pred, dtype=np.int64)
     if t.shape != p.shape or t.size == 0:
         raise ValueError(f"need equally long, non-empty y_true and y_pred (got {t.shape} and {p.shape})")
-    codes = (
-        sorted({int(c) for c in labels}) if labels is not None else sorted(set(t.tolist()) | set(p.tolist()))
-    )
+    codes = sorted({int(c) for c in labels}) if labels is not None else sorted(set(t.tolist()) | set(p.tolist()))
     cm = confusion_matrix(t, p, labels=codes)
     precision, recall, f1, support = precision_recall_fscore_support(t, p, labels=codes, zero_division=0)
     present = [i for i, c in enumerate(codes) if c in set(t.tolist()) | set(p.tolist())]
@@ -156,13 +154,9 @@ def evaluate(
     )
 
 
-def evaluate_model(
-    estimator: Any, table: pd.DataFrame, features: Sequence[str], split: str = "test"
-) -> Evaluation:
+def evaluate_model(estimator: Any, table: pd.DataFrame, features: Sequence[str], split: str = "test") -> Evaluation:
     """Score a fitted estimator on one split of a training table (its columns in ``features`` order)."""
     from terracover.train import split_xy
 
     x, y = split_xy(table, features, split)
-    return evaluate(
-        y, estimator.predict(x), labels=sorted(set(y.tolist()) | {int(c) for c in estimator.classes_})
-    )
+    return evaluate(y, estimator.predict(x), labels=sorted(set(y.tolist()) | {int(c) for c in estimator.classes_}))

@@ -144,9 +144,7 @@ def composite_to_values(medians: Mapping[str, ArrayLike]) -> dict[str, np.ndarra
     for band, dn in medians.items():
         scale = VALUE_SCALES.get(band)
         if scale is None or scale.dn_scale is None:
-            raise KeyError(
-                f"{band!r} is not an L2A band of the stack; expected one of {list(SPECTRAL_BANDS)}"
-            )
+            raise KeyError(f"{band!r} is not an L2A band of the stack; expected one of {list(SPECTRAL_BANDS)}")
         out[band] = (np.asarray(dn, dtype=np.float64) * scale.dn_scale).astype(np.float32)
     return out
 
@@ -169,9 +167,7 @@ def compute_feature_stack(
             continue
         bands = season_composites.get(spec.season)
         if bands is None:
-            raise KeyError(
-                f"feature {name!r} needs the {spec.season} composite; got {list(season_composites)}"
-            )
+            raise KeyError(f"feature {name!r} needs the {spec.season} composite; got {list(season_composites)}")
         if spec.kind == "band":
             if spec.source not in bands:
                 raise KeyError(f"feature {name!r} needs band {spec.source} in the {spec.season} composite")

@@ -90,7 +90,7 @@ def utm_zone_of(lon: float, lat: float) -> int:
 
 def _zone_lon_range(zone: int, band: str) -> tuple[float, float]:
     """Longitudes a zone covers within a latitude band (irregular in 32V and the X band)."""
-    west, east = -180 + 6 * (zone - 1), -180 + 6 * zone
+    west, east = -180.0 + 6 * (zone - 1), -180.0 + 6 * zone
     if band == "V" and zone == 31:
         east = 3.0
     elif band == "V" and zone == 32:
@@ -169,7 +169,7 @@ class Tile:
 
 
 def _to_wgs84(geom: BaseGeometry, epsg: int) -> Polygon:
-    return shp_transform(_transformer(epsg, 4326).transform, geom.segmentize(1000))  # type: ignore[no-any-return]
+    return shp_transform(_transformer(epsg, 4326).transform, geom.segmentize(1000))
 
 
 def _from_wgs84(geom: BaseGeometry, epsg: int) -> BaseGeometry:
@@ -180,9 +180,7 @@ def _parse(name: str) -> tuple[int, str, str, str]:
     t = name.strip().upper().removeprefix("T")
     m = _TILE_RE.match(t)
     if not m or not 1 <= int(m.group(1)) <= 60:
-        raise ValueError(
-            f"expected an MGRS tile like 30SYJ (zone 1-60, band C-X, two square letters), got {name!r}"
-        )
+        raise ValueError(f"expected an MGRS tile like 30SYJ (zone 1-60, band C-X, two square letters), got {name!r}")
     zone, band, col, row = int(m.group(1)), m.group(2), m.group(3), m.group(4)
     if col not in _COLUMN_SETS[(zone - 1) % 3]:
         raise ValueError(f"{name!r}: column letter {col} does not exist in UTM zone {zone}")
@@ -327,9 +325,7 @@ def subtile(tile_name: str, subtile_id: str, size: int) -> Subtile:
     m = _SUBTILE_RE.match(subtile_id)
     n = TILE_PX // _check_size(size)
     if not m or int(m.group(1)) >= n or int(m.group(2)) >= n:
-        raise ValueError(
-            f"subtile id {subtile_id!r}: expected r<row>c<col> like r003c007 with row, col < {n}"
-        )
+        raise ValueError(f"subtile id {subtile_id!r}: expected r<row>c<col> like r003c007 with row, col < {n}")
     return Subtile(tile(tile_name), int(m.group(1)), int(m.group(2)), size)
 
 

@@ -46,9 +46,7 @@ def region_bounds(
     tile_name: str, region_bbox: tuple[float, float, float, float], subtile_size: int
 ) -> tuple[float, float, float, float] | None:
     """UTM bounds of the subtiles of ``tile_name`` that the region touches, snapped out to 60 m; None if none."""
-    subs = [
-        s for s in grid.subtiles_for_geometry(box(*region_bbox), subtile_size) if s.tile.name == tile_name
-    ]
+    subs = [s for s in grid.subtiles_for_geometry(box(*region_bbox), subtile_size) if s.tile.name == tile_name]
     if not subs:
         return None
     minx = min(s.bounds[0] for s in subs)
@@ -89,8 +87,7 @@ def catalog_item(
     props = {
         k: v
         for k, v in item.properties.items()
-        if k.startswith(("eo:", "s2:", "mgrs:", "grid:", "view:", "proj:"))
-        or k in ("platform", "constellation")
+        if k.startswith(("eo:", "s2:", "mgrs:", "grid:", "view:", "proj:")) or k in ("platform", "constellation")
     }
     props.update(
         {

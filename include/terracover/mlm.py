@@ -91,9 +91,7 @@ def build_item(
         accelerator_constrained=False,
         pretrained=False,
         total_parameters=total_parameters(trained.estimator),
-        hyperparameters={
-            k: list(v) if isinstance(v, tuple) else v for k, v in trained.config.hyperparameters.items()
-        },
+        hyperparameters={k: list(v) if isinstance(v, tuple) else v for k, v in trained.config.hyperparameters.items()},
         input=[
             ModelInput(
                 name="feature stack",
@@ -106,12 +104,9 @@ def build_item(
             ModelOutput(
                 name="land cover class probabilities",
                 tasks={TASK},
-                result=ModelResult(
-                    shape=[-1, len(trained.classes)], dim_order=["batch", "class"], data_type="float32"
-                ),
+                result=ModelResult(shape=[-1, len(trained.classes)], dim_order=["batch", "class"], data_type="float32"),
                 classes=[
-                    MLMClassification(value=c.code, name=c.name, color_hint=c.colour.lstrip("#"))
-                    for c in classes
+                    MLMClassification(value=c.code, name=c.name, color_hint=c.colour.lstrip("#")) for c in classes
                 ],
             )
         ],
@@ -129,9 +124,7 @@ def build_item(
     )
     item.add_link(pystac.Link(rel="via", target=run_link, media_type="text/html", title="MLflow run"))
     item.add_link(
-        pystac.Link(
-            rel="collection", target=f"../../collections/{MODELS_COLLECTION}", media_type="application/json"
-        )
+        pystac.Link(rel="collection", target=f"../../collections/{MODELS_COLLECTION}", media_type="application/json")
     )
     return item
 
@@ -160,7 +153,5 @@ def register_item(item: pystac.Item, settings: Settings) -> None:
 
     catalog = open_catalog(settings)
     if MODELS_COLLECTION not in set(catalog.collections()):
-        catalog.add_collection(
-            collection(MODELS_COLLECTION, "Land-cover models (STAC MLM), one item per version")
-        )
+        catalog.add_collection(collection(MODELS_COLLECTION, "Land-cover models (STAC MLM), one item per version"))
     catalog.upsert_items([item])

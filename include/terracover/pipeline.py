@@ -101,9 +101,7 @@ def plan_stacks(year: int, settings: Settings | None = None) -> list[dict[str, A
     """One entry per subtile of the region: the fan-out of build_composites."""
     s = settings or get_settings()
     keep = set(region_tiles(s))
-    subs = [
-        st for st in grid.subtiles_for_geometry(box(*s.region_bbox), s.subtile_size) if st.tile.name in keep
-    ]
+    subs = [st for st in grid.subtiles_for_geometry(box(*s.region_bbox), s.subtile_size) if st.tile.name in keep]
     return [{"year": year, "tile": st.tile.name, "subtile": st.id} for st in subs]
 
 

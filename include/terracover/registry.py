@@ -108,24 +108,18 @@ class Approval:
 
     def __post_init__(self) -> None:
         if self._origin is not _FROM_HITL:
-            raise TypeError(
-                "an Approval is made only by Approval.from_hitl_response(<ApprovalOperator result>)"
-            )
+            raise TypeError("an Approval is made only by Approval.from_hitl_response(<ApprovalOperator result>)")
 
     @classmethod
     def from_hitl_response(cls, response: Mapping[str, Any]) -> Approval:
         """From an ApprovalOperator result (``chosen_options``, ``responded_by_user``, ``responded_at``)."""
         chosen = list(response.get("chosen_options") or [])
         if chosen != [APPROVE_OPTION]:
-            raise ValueError(
-                f"the human response chose {chosen}, not [{APPROVE_OPTION!r}]: nothing to approve"
-            )
+            raise ValueError(f"the human response chose {chosen}, not [{APPROVE_OPTION!r}]: nothing to approve")
         user = response.get("responded_by_user") or {}
         who = str(user.get("name") or user.get("id") or "")
         if not who:
-            raise ValueError(
-                "the response names no responder (timed-out default?): a promotion needs a person"
-            )
+            raise ValueError("the response names no responder (timed-out default?): a promotion needs a person")
         at = response.get("responded_at")
         when = datetime.fromisoformat(at) if isinstance(at, str) else at
         if not isinstance(when, datetime):
@@ -172,9 +166,7 @@ def pip_requirements(trained: TrainedModel) -> list[str]:
     """Exact pins of what loading the model needs (explicit: MLflow's inference of these costs ~9 s)."""
     from importlib.metadata import version
 
-    pkgs = ["scikit-learn", "skops", "numpy", "scipy"] + (
-        ["lightgbm"] if trained.config.family == "lightgbm" else []
-    )
+    pkgs = ["scikit-learn", "skops", "numpy", "scipy"] + (["lightgbm"] if trained.config.family == "lightgbm" else [])
     return [f"{p}=={version(p)}" for p in pkgs]
 
 
@@ -356,9 +348,7 @@ def _aliases(mc: MlflowClient, name: str) -> dict[str, str]:
 
 def _ref(mc: MlflowClient, name: str, version: str) -> ModelRef:
     mv = mc.get_model_version(name, version)
-    return ModelRef(
-        name=name, version=str(mv.version), run_id=str(mv.run_id), year=int(name.rsplit("-", 1)[1])
-    )
+    return ModelRef(name=name, version=str(mv.version), run_id=str(mv.run_id), year=int(name.rsplit("-", 1)[1]))
 
 
 def by_alias(year: int, alias: str, settings: Settings | None = None) -> ModelRef | None:
@@ -510,8 +500,7 @@ def approval_markdown(
         basis = "The champion needs features this dataset lacks: its own logged test metrics are shown."
     parts = [
         f"### {ref.name} version {ref.version}",
-        f"**{comparison.reason}** (primary metric `{comparison.primary_metric}`, "
-        f"margin {comparison.min_margin}).",
+        f"**{comparison.reason}** (primary metric `{comparison.primary_metric}`, margin {comparison.min_margin}).",
         basis,
         "\n".join(table),
         "#### Data",
@@ -520,12 +509,9 @@ def approval_markdown(
         evaluation.confusion_markdown(),
     ]
     if champ is not None and champ.evaluation is not None:
-        parts.append(
-            f"#### Confusion matrix, champion v{champ.ref.version}\n\n{champ.evaluation.confusion_markdown()}"
-        )
+        parts.append(f"#### Confusion matrix, champion v{champ.ref.version}\n\n{champ.evaluation.confusion_markdown()}")
     parts.append(
-        f"[MLflow run]({link}) · model `{ref.uri}` · majority-class accuracy "
-        f"{evaluation.majority_accuracy:.4f}"
+        f"[MLflow run]({link}) · model `{ref.uri}` · majority-class accuracy {evaluation.majority_accuracy:.4f}"
     )
     return "\n\n".join(parts)
 

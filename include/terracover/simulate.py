@@ -82,6 +82,7 @@ class SimulatedArchive:
 
 # --- deterministic value noise in a common metric frame ------------------------------------------------------
 
+
 def _hash01(ix: np.ndarray, iy: np.ndarray, seed: int) -> np.ndarray:
     """A uniform [0, 1) value per integer lattice point (splitmix-style integer hash, vectorised)."""
     h = (ix.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)) ^ (iy.astype(np.uint64) * np.uint64(0xC2B2AE3D27D4EB4F))
@@ -101,7 +102,7 @@ def value_noise(x: np.ndarray, y: np.ndarray, scale_m: float, seed: int) -> np.n
     ix, iy = x0.astype(np.int64) + (1 << 30), y0.astype(np.int64) + (1 << 30)
     v00, v10 = _hash01(ix, iy, seed), _hash01(ix + 1, iy, seed)
     v01, v11 = _hash01(ix, iy + 1, seed), _hash01(ix + 1, iy + 1, seed)
-    return (v00 * (1 - sx) + v10 * sx) * (1 - sy) + (v01 * (1 - sx) + v11 * sx) * sy  # type: ignore[no-any-return]
+    return (v00 * (1 - sx) + v10 * sx) * (1 - sy) + (v01 * (1 - sx) + v11 * sx) * sy
 
 
 def _fbm(x: np.ndarray, y: np.ndarray, scale_m: float, seed: int, octaves: int = 3) -> np.ndarray:
@@ -168,12 +169,11 @@ def elevation(lon: np.ndarray, lat: np.ndarray, seed: int = 42) -> np.ndarray:
     x, y = metric_xy(np.asarray(lon, dtype=np.float64), np.asarray(lat, dtype=np.float64))
     wet = _uniform(value_noise(x, y, 700, seed + 1))
     hills = _fbm(x, y, 3000, seed + 11, octaves=4)
-    return (20 + 400 * np.clip(wet - 0.1, 0, None) * hills + 40 * value_noise(x, y, 400, seed + 12)).astype(
-        np.float32
-    )
+    return (20 + 400 * np.clip(wet - 0.1, 0, None) * hills + 40 * value_noise(x, y, 400, seed + 12)).astype(np.float32)
 
 
 # --- scenes --------------------------------------------------------------------------------------------------
+
 
 def scene_dates(year: int, per_season: int, seed: int) -> list[date]:
     """``per_season`` acquisition dates spread over each season, jittered like real revisit gaps."""
@@ -204,8 +204,15 @@ def _season_index(day: date, year: int) -> int:
     raise ValueError(f"{day} is outside the seasons of {year}")
 
 
-def _render(lon: np.ndarray, lat: np.ndarray, classes: np.ndarray, day: date, season: int, cfg: SimulationConfig,
-            clouds: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+def _render(
+    lon: np.ndarray,
+    lat: np.ndarray,
+    classes: np.ndarray,
+    day: date,
+    season: int,
+    cfg: SimulationConfig,
+    clouds: dict[str, np.ndarray],
+) -> tuple[np.ndarray, np.ndarray]:
     """(12, H, W) reflectance and (H, W) SCL for one date at one resolution."""
     x, y = metric_xy(lon, lat)
     veg = np.choose(classes.astype(np.int64) - 1, [np.float32(_PHENOLOGY[c][season]) for c in CLASS_CODES])
@@ -261,27 +268,55 @@ def _to_dn(refl: np.ndarray) -> np.ndarray:
     return np.clip(np.round(refl * 10000), 1, 65535).astype(np.uint16)
 
 
-def _scene_item(t: grid.Tile, day: date, k: int, bounds: tuple[float, float, float, float],
-                hrefs: dict[str, str], cloud_cover: float) -> pystac.Item:
-    footprint = shp_transform(Transformer.from_crs(t.epsg, 4326, always_xy=True).transform,
-                              box(*bounds).segmentize(1000))
+def _scene_item(
+    t: grid.Tile,
+    day: date,
+    k: int,
+    bounds: tuple[float, float, float, float],
+    hrefs: dict[str, str],
+    cloud_cover: float,
+) -> pystac.Item:
+    footprint = shp_transform(
+        Transformer.from_crs(t.epsg, 4326, always_xy=True).transform, box(*bounds).segmentize(1000)
+    )
     props = {
-        "platform": "sentinel-2a" if k % 2 else "sentinel-2b", "constellation": "sentinel-2", "instruments": ["msi"],
-        "eo:cloud_cover": round(cloud_cover, 3), "proj:epsg": t.epsg, "mgrs:utm_zone": t.zone,
-        "mgrs:latitude_band": t.band, "mgrs:grid_square": t.name[3:], "grid:code": f"MGRS-{t.name}",
+        "platform": "sentinel-2a" if k % 2 else "sentinel-2b",
+        "constellation": "sentinel-2",
+        "instruments": ["msi"],
+        "eo:cloud_cover": round(cloud_cover, 3),
+        "proj:epsg": t.epsg,
+        "mgrs:utm_zone": t.zone,
+        "mgrs:latitude_band": t.band,
+        "mgrs:grid_square": t.name[3:],
+        "grid:code": f"MGRS-{t.name}",
         # 02.14 predates BOA_ADD_OFFSET: the simulated DNs are reflectance x 10000 with no offset
-        "s2:processing_baseline": "02.14", "terracover:simulated": True,
+        "s2:processing_baseline": "02.14",
+        "terracover:simulated": True,
     }
     when = datetime(day.year, day.month, day.day, 10, 30, tzinfo=UTC)
-    item = pystac.Item(id=f"S2{'A' if k % 2 else 'B'}_{t.name}_{day:%Y%m%d}_0_L2A", geometry=mapping(footprint),
-                       bbox=list(footprint.bounds), datetime=when, properties=props, collection="sentinel-2-l2a")
+    item = pystac.Item(
+        id=f"S2{'A' if k % 2 else 'B'}_{t.name}_{day:%Y%m%d}_0_L2A",
+        geometry=mapping(footprint),
+        bbox=list(footprint.bounds),
+        datetime=when,
+        properties=props,
+        collection="sentinel-2-l2a",
+    )
     for band in (*BANDS, SCL):
         res = band.resolution_m
-        item.add_asset(band.asset_key, pystac.Asset(
-            href=hrefs[band.name], media_type=pystac.MediaType.COG, roles=["data"],
-            extra_fields={"gsd": res, "proj:shape": [round((bounds[3] - bounds[1]) / res),
-                                                     round((bounds[2] - bounds[0]) / res)],
-                          "proj:transform": [res, 0, bounds[0], 0, -res, bounds[3]]}))
+        item.add_asset(
+            band.asset_key,
+            pystac.Asset(
+                href=hrefs[band.name],
+                media_type=pystac.MediaType.COG,
+                roles=["data"],
+                extra_fields={
+                    "gsd": res,
+                    "proj:shape": [round((bounds[3] - bounds[1]) / res), round((bounds[2] - bounds[0]) / res)],
+                    "proj:transform": [res, 0, bounds[0], 0, -res, bounds[3]],
+                },
+            ),
+        )
     return item
 
 
@@ -315,7 +350,8 @@ def simulate_scenes(cfg: SimulationConfig, out_dir: Path) -> list[pystac.Item]:
                         cloud_cover = 100.0 * float(np.isin(scl, (8, 9, 10)).mean())
                     elif b.name == "AOT":
                         data = np.full(scl.shape, 120, np.uint16) + (value_noise(lon, lat, 0.2, k) * 60).astype(
-                            np.uint16)
+                            np.uint16
+                        )
                     elif b.name == "WVP":
                         data = (1500 + 1000 * value_noise(lon, lat, 0.3, k + 1)).astype(np.uint16)
                     else:
@@ -341,9 +377,14 @@ def simulate_dem(region_bbox: tuple[float, float, float, float], out_dir: Path, 
     path = out_dir / "dem" / "simulated_glo30_dem.tif"
     path.parent.mkdir(parents=True, exist_ok=True)
     write_cog(path, dem, Affine(res, 0, w, 0, -res, n), 4326, nodata=-32767.0, descriptions=["elevation"])
-    item = pystac.Item(id="simulated-glo30-dem", geometry=mapping(box(w, s, e, n)), bbox=[w, s, e, n],
-                       datetime=datetime(2021, 4, 22, tzinfo=UTC), properties={"terracover:simulated": True},
-                       collection="cop-dem-glo-30")
+    item = pystac.Item(
+        id="simulated-glo30-dem",
+        geometry=mapping(box(w, s, e, n)),
+        bbox=[w, s, e, n],
+        datetime=datetime(2021, 4, 22, tzinfo=UTC),
+        properties={"terracover:simulated": True},
+        collection="cop-dem-glo-30",
+    )
     item.add_asset("data", pystac.Asset(href=str(path.resolve()), media_type=pystac.MediaType.COG, roles=["data"]))
     return item
 
@@ -366,11 +407,17 @@ def simulate_labels(cfg: SimulationConfig, n: int | None = None, id_prefix: str 
     flip = rng.random(sel.size) < cfg.label_noise
     labels[flip] = rng.choice(CLASS_CODES, size=int(flip.sum()))
     digest = hashlib.sha256(f"{id_prefix}{cfg.year}{cfg.seed}".encode()).hexdigest()[:6]
-    return pd.DataFrame({
-        "point_id": [f"{id_prefix}-{cfg.year}-{digest}-{i:05d}" for i in range(sel.size)],
-        "lon": cand_lon[sel], "lat": cand_lat[sel], "year": cfg.year, "class_code": labels,
-        "validated": True, "source": "simulator",
-    })
+    return pd.DataFrame(
+        {
+            "point_id": [f"{id_prefix}-{cfg.year}-{digest}-{i:05d}" for i in range(sel.size)],
+            "lon": cand_lon[sel],
+            "lat": cand_lat[sel],
+            "year": cfg.year,
+            "class_code": labels,
+            "validated": True,
+            "source": "simulator",
+        }
+    )
 
 
 def simulate_archive(cfg: SimulationConfig, out_dir: Path) -> SimulatedArchive:
@@ -393,8 +440,9 @@ def load_archive(out_dir: Path) -> SimulatedArchive:
     if not items_dir.is_dir():
         raise FileNotFoundError(f"no simulated archive at {out_dir}: run `python -m terracover.simulate` first")
     scenes = [i for p in sorted(items_dir.glob("scenes-*.json")) for i in pystac.ItemCollection.from_file(str(p))]
-    dem = list(pystac.ItemCollection.from_file(str(items_dir / "dem.json"))) if (items_dir / "dem.json").exists() \
-        else []
+    dem = (
+        list(pystac.ItemCollection.from_file(str(items_dir / "dem.json"))) if (items_dir / "dem.json").exists() else []
+    )
     frames = [pd.read_parquet(p) for p in sorted(out_dir.glob("labels-*.parquet"))]
     return SimulatedArchive(scenes, dem, pd.concat(frames, ignore_index=True) if frames else pd.DataFrame())
 
@@ -417,8 +465,14 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     store = open_store(s)
     for year in args.years:
-        cfg = SimulationConfig(tuple(s.region_bbox), year, args.dates_per_season, args.seed,  # type: ignore[arg-type]
-                               label_points=args.label_points, subtile_size=s.subtile_size)
+        cfg = SimulationConfig(
+            s.region_bbox,
+            year,
+            args.dates_per_season,
+            args.seed,
+            label_points=args.label_points,
+            subtile_size=s.subtile_size,
+        )
         archive = simulate_archive(cfg, args.out)
         print(f"simulated {year}: {len(archive.scene_items)} scenes, {len(archive.labels)} labels -> {args.out}")
         if not args.no_labels:

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import pystac
-import rasterio
 from pyproj import Transformer
 from rasterio.enums import Resampling
 from rasterio.windows import Window, from_bounds
@@ -208,9 +207,7 @@ def build_stack(
         )
     catalog.upsert_items([_stack_item(year, subtile, store, key, names, scenes, digest, valid)])
     seconds = round(time.perf_counter() - t0, 3)
-    log.info(
-        "stack %s: %d features written to %s in %.1fs (valid: %s)", item_id, len(names), key, seconds, valid
-    )
+    log.info("stack %s: %d features written to %s in %.1fs (valid: %s)", item_id, len(names), key, seconds, valid)
     return StackResult(key, item_id, False, sum(map(len, scenes.values())), seconds, valid)
 
 

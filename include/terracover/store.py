@@ -33,9 +33,7 @@ TMP_MARK = ".tmp-"  # temporary objects carry this in their last path segment; l
 def check_key(key: str) -> str:
     """Reject keys that could escape the root or collide with temporaries."""
     if not key or key.startswith("/") or key.endswith("/"):
-        raise ValueError(
-            f"invalid store key {key!r}: use a relative path like 'scenes/30SYJ/2023-04-01/B04.tif'"
-        )
+        raise ValueError(f"invalid store key {key!r}: use a relative path like 'scenes/30SYJ/2023-04-01/B04.tif'")
     parts = key.split("/")
     if any(p in ("", ".", "..") for p in parts):
         raise ValueError(f"invalid store key {key!r}: empty, '.' or '..' segments are not allowed")
@@ -159,11 +157,7 @@ class LocalStore(ObjectStore):
         start = self.base / prefix.rsplit("/", 1)[0] if "/" in prefix else self.base
         if not start.is_dir():
             return []
-        keys = (
-            p.relative_to(self.base).as_posix()
-            for p in start.rglob("*")
-            if p.is_file() and TMP_MARK not in p.name
-        )
+        keys = (p.relative_to(self.base).as_posix() for p in start.rglob("*") if p.is_file() and TMP_MARK not in p.name)
         return sorted(k for k in keys if k.startswith(prefix))
 
     def modified(self, key: str) -> datetime:
@@ -213,9 +207,7 @@ class S3Store(ObjectStore):
             "s3",
             endpoint_url=endpoint_url,
             region_name=region,
-            config=Config(
-                s3={"addressing_style": "path"} if endpoint_url else {}, retries={"mode": "standard"}
-            ),
+            config=Config(s3={"addressing_style": "path"} if endpoint_url else {}, retries={"mode": "standard"}),
         )
 
     def _key(self, key: str) -> str:
@@ -262,16 +254,14 @@ class S3Store(ObjectStore):
         strip = len(self.prefix) + 1 if self.prefix else 0
         keys: list[str] = []
         for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=full):
-            keys += [
-                o["Key"][strip:] for o in page.get("Contents", []) if TMP_MARK not in o["Key"].split("/")[-1]
-            ]
+            keys += [o["Key"][strip:] for o in page.get("Contents", []) if TMP_MARK not in o["Key"].split("/")[-1]]
         return sorted(keys)
 
     def modified(self, key: str) -> datetime:
         head = self._head(key)
         if head is None:
             raise FileNotFoundError(f"no object {key!r} in store {self.root}")
-        return head["LastModified"].astimezone(UTC)  # type: ignore[no-any-return]
+        return head["LastModified"].astimezone(UTC)
 
     def delete(self, key: str) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=self._key(key))

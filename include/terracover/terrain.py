@@ -26,9 +26,7 @@ def slope_aspect(dem: np.ndarray, res_x: float, res_y: float) -> tuple[np.ndarra
     if dem.ndim != 2:
         raise ValueError(f"dem must be one (rows, cols) band, got shape {dem.shape}")
     if not (res_x > 0 and res_y > 0):
-        raise ValueError(
-            f"pixel sizes must be positive, got res_x={res_x}, res_y={res_y}: pass abs() of them"
-        )
+        raise ValueError(f"pixel sizes must be positive, got res_x={res_x}, res_y={res_y}: pass abs() of them")
     slope = np.full(dem.shape, np.nan, dtype=np.float32)
     aspect = np.full(dem.shape, np.nan, dtype=np.float32)
     if min(dem.shape) < 3:

@@ -27,9 +27,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 # Columns of a training table that are not features (docs/CONTRACTS.md).
-META_COLUMNS = frozenset(
-    {"point_id", "lon", "lat", "year", "class_code", "tile", "subtile", "row", "col", "split"}
-)
+META_COLUMNS = frozenset({"point_id", "lon", "lat", "year", "class_code", "tile", "subtile", "row", "col", "split"})
 
 
 @dataclass(frozen=True)
@@ -156,9 +154,7 @@ def load_table(year: int, dataset_uri: str | None, settings: Settings) -> Traini
     frame = pq.read_table(path, filesystem=filesystem).to_pandas()
     years = set(frame["year"].unique().tolist()) if "year" in frame else set()
     if years != {int(year)}:
-        raise ValueError(
-            f"{uri} holds years {sorted(years)}, not {year}: pass the dataset_uri of a {year} table"
-        )
+        raise ValueError(f"{uri} holds years {sorted(years)}, not {year}: pass the dataset_uri of a {year} table")
     return TrainingTable(frame=frame, uri=uri, sha256=uri.rsplit("/", 1)[-1].removesuffix(".parquet"))
 
 
@@ -181,9 +177,7 @@ def data_added_summary(table: pd.DataFrame, previous: pd.DataFrame | None, uri: 
         old_ids = set(previous["point_id"])
         new = table[~table["point_id"].isin(old_ids)]
         gone = len(old_ids - set(table["point_id"]))
-        lines.append(
-            f"- added since the champion's dataset: {len(new)} points ({per_class(new)}); removed {gone}"
-        )
+        lines.append(f"- added since the champion's dataset: {len(new)} points ({per_class(new)}); removed {gone}")
     return "\n".join(lines)
 
 
@@ -192,15 +186,11 @@ def feature_columns(table: pd.DataFrame) -> list[str]:
     return [c for c in table.columns if c not in META_COLUMNS]
 
 
-def split_xy(
-    table: pd.DataFrame, features: Sequence[str], split: str | None = None
-) -> tuple[np.ndarray, np.ndarray]:
+def split_xy(table: pd.DataFrame, features: Sequence[str], split: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Feature matrix (float32, columns in ``features`` order) and class codes, optionally of one split."""
     missing = [f for f in features if f not in table.columns]
     if missing:
-        raise ValueError(
-            f"training table lacks feature columns {missing}; rebuild the dataset with these features"
-        )
+        raise ValueError(f"training table lacks feature columns {missing}; rebuild the dataset with these features")
     rows = table if split is None else table[table["split"] == split]
     if rows.empty:
         raise ValueError(f"training table has no rows with split == {split!r}")
@@ -246,9 +236,7 @@ def select_features(x: np.ndarray, y: np.ndarray, names: Sequence[str], target: 
     from sklearn.feature_selection import RFE
 
     if not 0 < target < len(names):
-        raise ValueError(
-            f"rfe_target must be between 1 and {len(names) - 1} (the table has {len(names)} features)"
-        )
+        raise ValueError(f"rfe_target must be between 1 and {len(names) - 1} (the table has {len(names)} features)")
     rfe = RFE(
         RandomForestClassifier(n_estimators=50, n_jobs=-1, random_state=seed),
         n_features_to_select=target,

@@ -38,6 +38,6 @@ def resolve_year(params: dict[str, Any], logical_date: Any = None) -> int:
     year = params.get("year")
     if year in (None, "", 0):
         if logical_date is None:
-            raise ValueError("no year: pass conf {\"year\": 2023} or run on a schedule")
+            raise ValueError('no year: pass conf {"year": 2023} or run on a schedule')
         return int(logical_date.year)
     return int(year)

@@ -42,17 +42,20 @@ class SentinelHubSource(SceneSource):
             sh_base_url=base_url.rstrip("/"),
             sh_client_id=client_id,
             sh_client_secret=client_secret,
-            sh_token_url=token_url or (CDSE_TOKEN_URL if "dataspace.copernicus.eu" in base_url else
-                                       f"{base_url.rstrip('/')}/oauth/token"),
+            sh_token_url=token_url
+            or (CDSE_TOKEN_URL if "dataspace.copernicus.eu" in base_url else f"{base_url.rstrip('/')}/oauth/token"),
         )
-        self.collection = DataCollection.SENTINEL2_L2A.define_from("terracover-s2l2a",
-                                                                   service_url=self.config.sh_base_url)
+        self.collection = DataCollection.SENTINEL2_L2A.define_from(
+            "terracover-s2l2a", service_url=self.config.sh_base_url
+        )
 
     @classmethod
     def from_settings(cls, s: Settings) -> SentinelHubSource:
         if not s.sentinelhub_client_id or s.sentinelhub_client_secret is None:
-            raise ValueError("scene_source=sentinelhub needs TERRACOVER_SENTINELHUB_CLIENT_ID and "
-                             "TERRACOVER_SENTINELHUB_CLIENT_SECRET (an OAuth client of your Sentinel Hub account)")
+            raise ValueError(
+                "scene_source=sentinelhub needs TERRACOVER_SENTINELHUB_CLIENT_ID and "
+                "TERRACOVER_SENTINELHUB_CLIENT_SECRET (an OAuth client of your Sentinel Hub account)"
+            )
         return cls(s.sentinelhub_base_url, s.sentinelhub_client_id, s.sentinelhub_client_secret.get_secret_value())
 
     def search(self, query: SceneQuery) -> list[pystac.Item]:
@@ -67,8 +70,12 @@ class SentinelHubSource(SceneSource):
         )
         items = [self._to_item(feature) for feature in results]
         kept = filter_items([i for i in items if i is not None], query)
-        log.info("Sentinel Hub: %d items, %d on tiles %s", len(items), len(kept),
-                 ",".join(normalise_tile(t) for t in query.tiles))
+        log.info(
+            "Sentinel Hub: %d items, %d on tiles %s",
+            len(items),
+            len(kept),
+            ",".join(normalise_tile(t) for t in query.tiles),
+        )
         return kept
 
     @staticmethod
@@ -83,8 +90,9 @@ class SentinelHubSource(SceneSource):
             item.properties["s2:mgrs_tile"] = tile
         return item
 
-    def read_band(self, item: pystac.Item, band: str, bounds: tuple[float, float, float, float],
-                  resolution: float) -> np.ndarray:
+    def read_band(
+        self, item: pystac.Item, band: str, bounds: tuple[float, float, float, float], resolution: float
+    ) -> np.ndarray:
         """One Process API request: the band's DNs over ``bounds`` in the tile's UTM CRS at ``resolution``."""
         from sentinelhub import CRS, BBox, MimeType, SentinelHubRequest
 
@@ -98,10 +106,13 @@ class SentinelHubSource(SceneSource):
         when = item.datetime
         request = SentinelHubRequest(
             evalscript=_EVALSCRIPT.format(band=band),
-            input_data=[SentinelHubRequest.input_data(
-                self.collection, time_interval=(when - timedelta(minutes=1), when + timedelta(minutes=1)),
-                other_args={"processing": {"upsampling": "NEAREST", "downsampling": "NEAREST"}},
-            )],
+            input_data=[
+                SentinelHubRequest.input_data(
+                    self.collection,
+                    time_interval=(when - timedelta(minutes=1), when + timedelta(minutes=1)),
+                    other_args={"processing": {"upsampling": "NEAREST", "downsampling": "NEAREST"}},
+                )
+            ],
             responses=[SentinelHubRequest.output_response("default", MimeType.TIFF)],
             bbox=BBox(bounds, crs=CRS(epsg)),
             resolution=(resolution, resolution),

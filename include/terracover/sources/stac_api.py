@@ -17,9 +17,7 @@ class StacApiSource(SceneSource):
 
     name = "stac"
 
-    def __init__(
-        self, url: str, collection: str = "sentinel-2-l2a", gdal_options: dict[str, str] | None = None
-    ):
+    def __init__(self, url: str, collection: str = "sentinel-2-l2a", gdal_options: dict[str, str] | None = None):
         self.url = url
         self.collection = collection
         self._gdal_options = gdal_options or {}
