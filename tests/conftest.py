@@ -13,6 +13,7 @@ pytest_plugins = [
     "tests.fixtures.postgres",
     "tests.fixtures.stac_api",
     "tests.fixtures.airflow",
+    "tests.fixtures.dataplane",
     "tests.fixtures.mlflow_server",
     "tests.fixtures.prometheus",
     "tests.fixtures.airflow_api",

@@ -14,7 +14,7 @@ from tests.fixtures.airflow import ROOT, airflow_environment
 
 pytestmark = pytest.mark.airflow
 
-EXPECTED_DAGS = {"ingest_scenes", "ingest_dem", "build_composites"}
+EXPECTED_DAGS = {"ingest_scenes", "ingest_dem", "build_composites", "build_training_set", "train_model"}
 
 
 @pytest.fixture(scope="module")

@@ -16,45 +16,11 @@ import pytest
 import rasterio
 from rio_cogeo.cogeo import cog_validate
 
-from tests.fixtures.airflow import ROOT, AirflowEnv
+from tests.fixtures.airflow import ROOT
 
 pytestmark = [pytest.mark.airflow]
 
-REGION = "[-0.012, 39.950, 0.012, 39.962]"
 YEAR = 2023
-
-
-@pytest.fixture(scope="module")
-def dataplane(airflow: AirflowEnv, tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
-    """Runs the three DAGs once; tests below inspect what they left behind."""
-    home = tmp_path_factory.mktemp("tc-home")
-    env = {
-        "TERRACOVER_HOME": str(home),
-        "TERRACOVER_REGION_BBOX": REGION,
-        "TERRACOVER_SUBTILE_SIZE": "366",
-        "TERRACOVER_SCENE_SOURCE": "simulator",
-        "TERRACOVER_DEM_SOURCE": "simulator",
-    }
-    subprocess.run(
-        [sys.executable, "-m", "terracover.simulate", "--years", str(YEAR), "--dates-per-season", "2"],
-        env={**os.environ, **env},
-        check=True,
-        cwd=ROOT,
-        timeout=600,
-    )
-    first = airflow.dags_test("ingest_scenes", conf={"year": YEAR}, extra_env=env)
-    store = home / "store"
-    scenes_after_first = {p: p.stat().st_mtime_ns for p in (store / "scenes").rglob("*.tif")}
-    second = airflow.dags_test("ingest_scenes", conf={"year": YEAR}, extra_env=env)
-    airflow.dags_test("ingest_dem", extra_env=env)
-    airflow.dags_test("build_composites", conf={"year": YEAR}, extra_env=env)
-    return {
-        "home": home,
-        "env": env,
-        "first": first.stdout + first.stderr,
-        "second": second.stdout + second.stderr,
-        "scenes_after_first": scenes_after_first,
-    }
 
 
 def _settings_for(env: dict[str, str], monkeypatch: pytest.MonkeyPatch):

@@ -111,3 +111,57 @@ def build_one_stack(year: int, tile: str, subtile: str, settings: Settings | Non
     s = settings or get_settings()
     st = grid.subtile(tile, subtile, s.subtile_size)
     return asdict(build_stack(year, st, open_store(s), ready_catalog(s)))
+
+
+def years_with_new_labels(settings: Settings | None = None) -> list[int]:
+    """Years whose newest label file is newer than their newest training table (or that have none)."""
+    from terracover.labels import label_keys, read_label_file
+
+    s = settings or get_settings()
+    store = open_store(s)
+    newest_label: dict[int, Any] = {}
+    for key in label_keys(store):
+        when = store.modified(key)
+        for year in set(read_label_file(store, key)["year"].tolist()):
+            newest_label[year] = max(newest_label.get(year, when), when)
+    years = []
+    for year, when in sorted(newest_label.items()):
+        tables = store.list(f"datasets/{year}/")
+        if not tables or max(store.modified(k) for k in tables) < when:
+            years.append(int(year))
+    return years
+
+
+def build_training_set(year: int, settings: Settings | None = None) -> dict[str, Any]:
+    """Sample labels, merge the champion's data, pass the Great Expectations gate, then store the table.
+
+    The gate runs before the write, so a rejected table never appears under ``datasets/``.
+    """
+    from terracover.dataset import assemble_training_table, store_training_table
+    from terracover.quality import gate
+    from terracover.registry import champion_dataset_uri
+
+    s = settings or get_settings()
+    store = open_store(s)
+    table, new_points, report = assemble_training_table(
+        year,
+        store,
+        ready_catalog(s),
+        s.subtile_size,
+        champion_table_uri=champion_dataset_uri(year, s),
+        seed=s.random_seed,
+    )
+    quality = gate(table, s.min_samples_per_class)
+    log.info("%s", quality.markdown())
+    info = store_training_table(year, table, store, new_points, report)
+    return {
+        "year": year,
+        "dataset_uri": info.uri,
+        "sha256": info.sha256,
+        "rows": info.rows,
+        "new_points": info.new_points,
+        "class_counts": info.class_counts,
+        "split_counts": info.split_counts,
+        "missing_coverage": len(report.missing_coverage),
+        "no_data": len(report.no_data),
+    }

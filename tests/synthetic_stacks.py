@@ -1,0 +1,73 @@
+"""Small feature stacks with known values, written and catalogued the way build_composites does, for unit tests
+of sampling and prediction that must not wait for the data plane."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pystac
+from pyproj import Transformer
+from shapely.geometry import box, mapping
+from shapely.ops import transform as shp_transform
+from terracover import grid
+from terracover.catalog import COMPOSITES_COLLECTION, Catalog, collection
+from terracover.cog import write_cog
+from terracover.stacks import stack_item_id, stack_key
+from terracover.store import ObjectStore
+
+
+def pixel_values(st: grid.Subtile, names: Sequence[str]) -> np.ndarray:
+    """(F, H, W) float32 values that are a pure function of each pixel's UTM centre (continuous across subtiles
+    of one zone), so tests can predict what any window must contain."""
+    h, w = st.shape
+    x0, y0 = st.transform.c, st.transform.f
+    xs = x0 + (np.arange(w) + 0.5) * grid.RES_M
+    ys = y0 - (np.arange(h) + 0.5) * grid.RES_M
+    xx, yy = np.meshgrid(xs, ys)
+    out = np.empty((len(names), h, w), dtype=np.float32)
+    for i in range(len(names)):
+        out[i] = (np.sin(xx / (300.0 + 70 * i)) + np.cos(yy / (450.0 + 50 * i))) * 0.25 + 0.5
+    return out
+
+
+def write_stack(
+    store: ObjectStore,
+    catalog: Catalog,
+    year: int,
+    st: grid.Subtile,
+    names: Sequence[str],
+    nan_rows: slice | None = None,
+) -> np.ndarray:
+    """Write and catalogue one stack; returns its values (NaN where ``nan_rows`` says)."""
+    values = pixel_values(st, names)
+    if nan_rows is not None:
+        values[:, nan_rows, :] = np.nan
+    key = stack_key(year, st)
+    with store.writer(key, suffix=".tif") as path:
+        write_cog(path, values, st.transform, st.crs, nodata=float("nan"), descriptions=list(names), overviews=False)
+    if COMPOSITES_COLLECTION not in catalog.collections():
+        catalog.add_collection(collection(COMPOSITES_COLLECTION, "test stacks"))
+    to_wgs84 = Transformer.from_crs(st.crs, 4326, always_xy=True).transform
+    footprint = shp_transform(to_wgs84, box(*st.bounds))
+    item = pystac.Item(
+        id=stack_item_id(year, st),
+        geometry=mapping(footprint),
+        bbox=list(footprint.bounds),
+        datetime=None,
+        properties={
+            "start_datetime": f"{year}-01-01T00:00:00Z",
+            "end_datetime": f"{year}-12-31T23:59:59Z",
+            "terracover:year": year,
+            "terracover:tile": st.tile.name,
+            "terracover:subtile": st.id,
+            "terracover:features": list(names),
+        },
+        collection=COMPOSITES_COLLECTION,
+    )
+    item.add_asset(
+        "features",
+        pystac.Asset(href=store.uri(key), media_type=pystac.MediaType.COG, extra_fields={"terracover:key": key}),
+    )
+    catalog.upsert_items([item])
+    return values
