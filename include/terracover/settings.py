@@ -70,12 +70,20 @@ class Settings(BaseSettings):
     serving_url: str = "http://127.0.0.1:3000"
     reload_token: SecretStr = SecretStr("terracover-dev-token")
     max_aoi_km2: float = Field(default=500.0, gt=0)
-    model_refresh_s: int = Field(default=60, ge=5)
+    model_refresh_s: int = Field(default=60, ge=5, description="How often each worker re-reads model aliases.")
+    drift_sample_px: int = Field(default=5000, ge=100, description="Pixels per request sampled for drift.")
+    shadow_sample_px: int = Field(default=50_000, ge=100, description="Pixels per request the shadow classifies.")
 
     # --- monitoring --------------------------------------------------------------------------------
     prometheus_url: str = "http://127.0.0.1:9090"
     alertmanager_url: str = "http://127.0.0.1:9093"
-    confidence_threshold: float = Field(default=0.6, gt=0, lt=1)
+    confidence_threshold: float = Field(default=0.6, gt=0, lt=1, description="TerracoverLowConfidence fires below.")
+    confidence_alert_for: str = Field(default="1h", pattern=r"^\d+[smhd]$", description="...for this long.")
+    confidence_window: str = Field(default="24h", pattern=r"^\d+[smhd]$", description="Mean confidence window.")
+    confidence_min_requests: int = Field(default=1, ge=1, description="Requests in the window before alerting.")
+    error_ratio_threshold: float = Field(default=0.05, gt=0, lt=1)
+    drift_psi_threshold: float = Field(default=0.25, gt=0)
+    rule_interval: str = Field(default="1m", pattern=r"^\d+[smhd]$", description="Rule evaluation interval.")
 
     @field_validator("subtile_size")
     @classmethod
