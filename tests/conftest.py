@@ -17,6 +17,7 @@ pytest_plugins = [
     "tests.fixtures.mlflow_server",
     "tests.fixtures.prometheus",
     "tests.fixtures.airflow_api",
+    "tests.fixtures.serving",
 ]
 
 ROOT = Path(__file__).resolve().parent.parent

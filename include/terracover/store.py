@@ -121,11 +121,12 @@ class LocalStore(ObjectStore):
         self.base.mkdir(parents=True, exist_ok=True)
         self.root = str(self.base)
 
-    def _path(self, key: str) -> Path:
+    def path(self, key: str) -> Path:
+        """The file holding ``key`` (for streaming it without a copy)."""
         return self.base / check_key(key)
 
     def put_file(self, key: str, path: Path) -> None:
-        dst = self._path(key)
+        dst = self.path(key)
         dst.parent.mkdir(parents=True, exist_ok=True)
         tmp = dst.with_name(f".{dst.name}{TMP_MARK}{uuid.uuid4().hex}")
         try:
@@ -137,13 +138,13 @@ class LocalStore(ObjectStore):
             tmp.unlink(missing_ok=True)
 
     def get_bytes(self, key: str) -> bytes:
-        path = self._path(key)
+        path = self.path(key)
         if not path.is_file():
             raise FileNotFoundError(f"no object {key!r} in store {self.root}")
         return path.read_bytes()
 
     def download(self, key: str, path: Path) -> Path:
-        src = self._path(key)
+        src = self.path(key)
         if not src.is_file():
             raise FileNotFoundError(f"no object {key!r} in store {self.root}")
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -151,7 +152,7 @@ class LocalStore(ObjectStore):
         return path
 
     def exists(self, key: str) -> bool:
-        return self._path(key).is_file()
+        return self.path(key).is_file()
 
     def list(self, prefix: str = "") -> list[str]:
         start = self.base / prefix.rsplit("/", 1)[0] if "/" in prefix else self.base
@@ -161,22 +162,22 @@ class LocalStore(ObjectStore):
         return sorted(k for k in keys if k.startswith(prefix))
 
     def modified(self, key: str) -> datetime:
-        path = self._path(key)
+        path = self.path(key)
         if not path.is_file():
             raise FileNotFoundError(f"no object {key!r} in store {self.root}")
         return datetime.fromtimestamp(path.stat().st_mtime, tz=UTC)
 
     def delete(self, key: str) -> None:
-        self._path(key).unlink(missing_ok=True)
+        self.path(key).unlink(missing_ok=True)
 
     def uri(self, key: str) -> str:
-        return str(self._path(key))
+        return str(self.path(key))
 
     def url(self, key: str) -> str:
-        return self._path(key).as_uri()
+        return self.path(key).as_uri()
 
     def gdal_path(self, key: str) -> str:
-        return str(self._path(key))
+        return str(self.path(key))
 
 
 class S3Store(ObjectStore):

@@ -1,0 +1,78 @@
+"""Every prediction as a STAC item of ``terracover-predictions``: which model version, MLflow run, training data,
+code and feature stacks produced it, so any map a user holds can be traced back and reproduced."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import pystac
+from shapely.geometry import mapping
+
+from terracover import classes
+from terracover.catalog import COMPOSITES_COLLECTION, MODELS_COLLECTION, PREDICTIONS_COLLECTION, Catalog, collection
+from terracover.store import ObjectStore
+
+if TYPE_CHECKING:
+    from terracover.predict import Prediction
+    from terracover.registry import LoadedModel
+
+
+def prediction_item(
+    p: Prediction, model: LoadedModel, store: ObjectStore, serving_git_sha: str, run_link: str | None = None
+) -> pystac.Item:
+    """The item of one answered prediction (asset: the classified COG; links: model, run, stacks)."""
+    aoi = mapping(p.aoi)
+    item = pystac.Item(
+        id=p.prediction_id,
+        geometry=aoi,
+        bbox=list(p.aoi.bounds),
+        datetime=datetime.now(UTC),
+        properties={
+            "terracover:year": p.year,
+            "terracover:model": {"name": model.name, "version": model.version, "run_id": model.run_id},
+            "terracover:dataset_sha256": model.dataset_sha256,
+            "terracover:training_git_sha": model.git_sha,
+            "terracover:serving_git_sha": serving_git_sha,
+            "terracover:composite_items": p.composite_items,
+            "terracover:avg_confidence": round(p.avg_confidence, 6),
+            "terracover:class_areas_ha": p.class_areas_ha,
+            "terracover:unclassified_ha": p.unclassified_ha,
+            "terracover:pixels": p.pixels,
+            "proj:epsg": p.crs.to_epsg(),
+            "proj:shape": list(p.shape),
+            "proj:transform": list(p.transform)[:6],
+        },
+        collection=PREDICTIONS_COLLECTION,
+    )
+    item.add_asset(
+        "classification",
+        pystac.Asset(
+            href=store.uri(p.key),
+            media_type=pystac.MediaType.COG,
+            roles=["data"],
+            title="class (band 1, uint8 codes) and confidence (band 2, percent)",
+            extra_fields={
+                "terracover:key": p.key,
+                "classification:classes": [
+                    {"value": c.code, "name": c.name, "color_hint": c.colour.lstrip("#")} for c in classes.CLASSES
+                ],
+            },
+        ),
+    )
+    item.add_link(
+        pystac.Link("derived_from", f"../{MODELS_COLLECTION}/{model.name}-v{model.version}", title="model (STAC MLM)")
+    )
+    for cid in p.composite_items:
+        item.add_link(pystac.Link("derived_from", f"../{COMPOSITES_COLLECTION}/{cid}", title="feature stack"))
+    if run_link:
+        item.add_link(pystac.Link("via", run_link, media_type="text/html", title="MLflow run"))
+    return item
+
+
+def record(item: pystac.Item, catalog: Catalog) -> dict[str, Any]:
+    """Upsert the item (creating the collection on first use); returns its JSON for the answer."""
+    if PREDICTIONS_COLLECTION not in catalog.collections():
+        catalog.add_collection(collection(PREDICTIONS_COLLECTION, "Classified maps answered by the serving API"))
+    catalog.upsert_items([item])
+    return item.to_dict(include_self_link=False, transform_hrefs=False)

@@ -1,0 +1,184 @@
+"""Which model answers each year, loaded lazily and swapped without a restart.
+
+The index (year -> champion/shadow versions) comes from one MLflow call over every ``landcover-*`` model; it is
+refreshed periodically and on ``/admin/reload``. Estimators are loaded on a year's first request and kept by
+version, so a swap never mixes two versions. When MLflow is unreachable the index and the loaded models stay as
+they were and :meth:`ModelCache.status` says why.
+
+Replicas and workers each hold their own cache: a reload reaches one worker over HTTP, so it also touches a
+stamp file that every worker of the host checks before answering.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from terracover import registry
+from terracover.drift import DriftMonitor, Reference
+from terracover.registry import CHAMPION, SHADOW, LoadedModel, ModelRef
+from terracover.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class YearModels:
+    champion: ModelRef
+    shadow: ModelRef | None = None
+
+
+@dataclass
+class _Health:
+    ok: bool = False
+    last_success: float | None = None
+    last_error: str | None = None
+    last_attempt: float | None = None
+
+
+@dataclass
+class ModelCache:
+    settings: Settings
+    index: dict[int, YearModels] = field(default_factory=dict)
+    _loaded: dict[tuple[str, str], LoadedModel] = field(default_factory=dict)
+    _drift: dict[tuple[str, str], DriftMonitor | None] = field(default_factory=dict)
+    _health: _Health = field(default_factory=_Health)
+    _lock: threading.RLock = field(default_factory=threading.RLock)
+    _stamp_seen: float = 0.0
+
+    @property
+    def stamp(self) -> Path:
+        return self.settings.home / "serving" / "reload.stamp"
+
+    # --- the index ---------------------------------------------------------------------------------------
+
+    def refresh(self) -> bool:
+        """Re-read aliases from MLflow; on failure keep everything and record the error. Returns success."""
+        self._health.last_attempt = time.time()
+        try:
+            index = self._read_index()
+        except Exception as exc:  # any failure of the registry must leave serving as it was
+            self._health.ok = False
+            self._health.last_error = f"{type(exc).__name__}: {exc}"[:500]
+            log.warning("model index refresh failed, serving the models already loaded: %s", exc)
+            return False
+        with self._lock:
+            changed = {y for y in index if self.index.get(y) != index[y]} | (set(self.index) - set(index))
+            self.index = index
+            live = {(m.name, m.version) for ym in index.values() for m in (ym.champion, ym.shadow) if m}
+            for key in [k for k in self._loaded if k not in live]:
+                del self._loaded[key]
+                self._drift.pop(key, None)
+        self._health.ok, self._health.last_success, self._health.last_error = True, time.time(), None
+        if changed:
+            log.info(
+                "model index: %s", {y: (m.champion.version, m.shadow and m.shadow.version) for y, m in index.items()}
+            )
+        return True
+
+    def _read_index(self) -> dict[int, YearModels]:
+        mc = registry.client(self.settings)
+        index: dict[int, YearModels] = {}
+        for rm in mc.search_registered_models(filter_string="name LIKE 'landcover-%'"):
+            year_part = rm.name.removeprefix("landcover-")
+            if not year_part.isdigit():
+                continue
+            aliases = dict(rm.aliases or {})
+            if CHAMPION not in aliases:
+                continue
+            year = int(year_part)
+
+            def ref(version: str, name: str = rm.name, year: int = year) -> ModelRef:
+                mv = mc.get_model_version(name, version)
+                return ModelRef(name, str(version), str(mv.run_id), year)
+
+            index[year] = YearModels(ref(aliases[CHAMPION]), ref(aliases[SHADOW]) if SHADOW in aliases else None)
+        return index
+
+    def request_reload(self) -> bool:
+        """Refresh now and tell this host's other workers to do the same."""
+        self.stamp.parent.mkdir(parents=True, exist_ok=True)
+        self.stamp.touch()
+        self._stamp_seen = self.stamp.stat().st_mtime
+        return self.refresh()
+
+    def check_stamp(self) -> None:
+        """Refresh if another worker received a reload since this one last looked (one stat per request)."""
+        try:
+            mtime = self.stamp.stat().st_mtime
+        except FileNotFoundError:
+            return
+        if mtime > self._stamp_seen:
+            self._stamp_seen = mtime
+            self.refresh()
+
+    def run_periodic_refresh(self, stop: threading.Event) -> None:
+        while not stop.wait(self.settings.model_refresh_s):
+            self.refresh()
+
+    # --- models ------------------------------------------------------------------------------------------
+
+    def years(self) -> list[int]:
+        return sorted(self.index)
+
+    def get(self, year: int, alias: str = CHAMPION) -> LoadedModel | None:
+        """The loaded model of ``alias`` for ``year`` (loading it on first use), None if the year has none."""
+        ym = self.index.get(year)
+        ref = None if ym is None else (ym.champion if alias == CHAMPION else ym.shadow)
+        if ref is None:
+            return None
+        key = (ref.name, ref.version)
+        with self._lock:
+            if key not in self._loaded:
+                t0 = time.perf_counter()
+                self._loaded[key] = registry.load_version(ref, self.settings)
+                log.info("loaded %s v%s in %.1f s", ref.name, ref.version, time.perf_counter() - t0)
+            return self._loaded[key]
+
+    def drift_monitor(self, model: LoadedModel) -> DriftMonitor | None:
+        """The drift monitor of a loaded model, built from its training table (None if that is unreadable)."""
+        key = (model.name, model.version)
+        with self._lock:
+            if key not in self._drift:
+                self._drift[key] = self._build_monitor(model)
+            return self._drift[key]
+
+    def _build_monitor(self, model: LoadedModel) -> DriftMonitor | None:
+        from terracover.train import load_table
+
+        try:
+            tags = registry.version_tags(ModelRef(model.name, model.version, model.run_id, 0), self.settings)
+            year = int(model.name.removeprefix("landcover-"))
+            table = load_table(year, tags.get("dataset_uri"), self.settings).frame
+            train = table[table["split"] == "train"] if "split" in table else table
+            return DriftMonitor(Reference.from_table(train, model.features), sample_px=self.settings.drift_sample_px)
+        except Exception as exc:  # drift is an aid, never a reason to fail a prediction
+            log.warning("no drift reference for %s v%s: %s", model.name, model.version, exc)
+            return None
+
+    def loaded(self) -> list[tuple[str, str]]:
+        with self._lock:
+            return sorted(self._loaded)
+
+    def status(self) -> dict[str, Any]:
+        """Readiness with reasons: ready once the index has been read once or models are loaded."""
+        h = self._health
+        ready = h.last_success is not None or bool(self._loaded)
+        return {
+            "ready": ready,
+            "mlflow": {
+                "reachable": h.ok,
+                "tracking_uri": self.settings.mlflow_tracking_uri,
+                "last_success": h.last_success,
+                "last_error": h.last_error,
+            },
+            "years": {
+                str(y): {"champion": m.champion.version, "shadow": m.shadow.version if m.shadow else None}
+                for y, m in sorted(self.index.items())
+            },
+            "loaded": [f"{n}/{v}" for n, v in self.loaded()],
+        }

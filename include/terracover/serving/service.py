@@ -1,0 +1,318 @@
+"""The prediction service: ``bentoml serve terracover.serving.service:LandCover``.
+
+``POST /predict`` classifies a GeoJSON AOI for a year with that year's champion (DESIGN.md section 3). Next to
+it, on the same port: ``GET /models``, ``POST /admin/reload`` (bearer token), ``GET /readyz`` with details,
+the map page at ``/`` and downloads of stored predictions; BentoML adds ``/healthz``, ``/livez`` and
+``/metrics``. Every answered prediction is a STAC item; a year's ``shadow`` model scores the same pixels after
+the answer has been sent.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from http import HTTPStatus
+from pathlib import Path
+from typing import Any, Literal
+
+import bentoml
+import numpy as np
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from terracover import classes, registry
+from terracover.catalog import COMPOSITES_COLLECTION, open_catalog
+from terracover.predict import (
+    AoiTooLargeError,
+    BadRequestError,
+    NoCoverageError,
+    Prediction,
+    classify,
+    predict_aoi,
+    prediction_key,
+    validate_aoi,
+)
+from terracover.provenance import prediction_item, record
+from terracover.registry import SHADOW, LoadedModel
+from terracover.serving.metrics import metrics
+from terracover.serving.models import ModelCache
+from terracover.settings import get_settings
+from terracover.store import LocalStore, open_store
+
+log = logging.getLogger("terracover.serving")
+STATIC = Path(__file__).parent / "static"
+_SERVICE: dict[str, LandCover] = {}  # this worker's service instance, for the routes mounted beside the API
+
+
+def _service() -> LandCover:
+    return _SERVICE["instance"]
+
+
+# --- routes beside the API -------------------------------------------------------------------------------
+
+
+async def index(_: Request) -> Response:
+    return FileResponse(STATIC / "index.html", media_type="text/html")
+
+
+async def models_view(_: Request) -> Response:
+    return JSONResponse(_service().models_overview())
+
+
+async def reload_view(request: Request) -> Response:
+    svc = _service()
+    token = svc.settings.reload_token.get_secret_value()
+    if request.headers.get("authorization", "") != f"Bearer {token}":
+        return JSONResponse({"error": "a valid 'Authorization: Bearer <TERRACOVER_RELOAD_TOKEN>' is required"}, 401)
+    ok = await _to_thread(svc.models.request_reload)
+    body = svc.models_overview()
+    return JSONResponse({"reloaded": ok, **body}, status_code=200 if ok else 503)
+
+
+async def download_view(request: Request) -> Response:
+    """A stored prediction's GeoTIFF (a redirect to a presigned URL when the store is S3)."""
+    year, name = request.path_params["year"], request.path_params["name"]
+    pid = name.removesuffix(".tif")
+    if not year.isdigit() or not pid.replace("-", "").isalnum():
+        return JSONResponse({"error": "expected /predictions/{year}/{prediction_id}.tif"}, 400)
+    svc = _service()
+    key = prediction_key(int(year), pid)
+    if not svc.store.exists(key):
+        return JSONResponse({"error": f"no prediction {pid} for {year}"}, 404)
+    if isinstance(svc.store, LocalStore):
+        return FileResponse(svc.store.path(key), media_type="image/tiff", filename=f"terracover-{year}-{pid}.tif")
+    return RedirectResponse(svc.store.url(key))
+
+
+async def _to_thread(fn: Any, *args: Any) -> Any:
+    import anyio
+
+    return await anyio.to_thread.run_sync(fn, *args)
+
+
+web = Starlette(
+    routes=[
+        Route("/", index),
+        Route("/models", models_view),
+        Route("/admin/reload", reload_view, methods=["POST"]),
+        Route("/predictions/{year}/{name}", download_view),
+        Mount("/static", StaticFiles(directory=STATIC), name="static"),
+    ]
+)
+
+
+class ReadinessDetails:
+    """``GET /readyz`` as JSON with reasons (MLflow reachable? which models?); 503 until the first model index.
+
+    BentoML's own /readyz answers plain text only, and routes mounted beside the API cannot shadow it."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == "/readyz" and "instance" in _SERVICE:
+            status = _service().models.status()
+            await JSONResponse(status, status_code=200 if status["ready"] else 503)(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+# --- the service -----------------------------------------------------------------------------------------
+
+
+class UnknownYearError(BadRequestError):
+    """A year with no champion model."""
+
+
+Format = Literal["cog", "geojson"]
+
+
+@bentoml.service(
+    name="terracover",
+    workers=int(os.environ.get("TERRACOVER_SERVING_WORKERS", "1")),
+    traffic={"timeout": 300},
+)
+@bentoml.asgi_app(web, path="/")
+class LandCover:
+    def __init__(self) -> None:
+        # A registry outage must cost seconds, not MLflow's default minutes of retries, per refresh.
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+        self.settings = get_settings()
+        self.store = open_store(self.settings)
+        self.catalog = open_catalog(self.settings)
+        self.models = ModelCache(self.settings)
+        self.metrics = metrics()
+        self.models.refresh()
+        self._stop = threading.Event()
+        threading.Thread(target=self.models.run_periodic_refresh, args=(self._stop,), daemon=True).start()
+        self._after = ThreadPoolExecutor(max_workers=1, thread_name_prefix="terracover-shadow")
+        self.git_sha = registry.git_sha()
+        _SERVICE["instance"] = self
+
+    @bentoml.on_shutdown
+    def shutdown(self) -> None:
+        self._stop.set()
+        self._after.shutdown(wait=False, cancel_futures=True)
+
+    @bentoml.api(route="/predict")
+    def predict(self, aoi: dict[str, Any], year: int, ctx: bentoml.Context, format: Format = "cog") -> dict[str, Any]:
+        """Classify a GeoJSON area of interest (Geometry, Feature or FeatureCollection, WGS84) for ``year``.
+
+        Answers the class areas, the mean confidence, a URL of the classified COG and its STAC item; with
+        ``format: "geojson"`` also the classes as polygons. Bad input gets a 4xx saying what to fix."""
+        t0 = time.perf_counter()
+        self.models.check_stamp()
+        model: LoadedModel | None = None
+        try:
+            geom = validate_aoi(aoi, self.settings.max_aoi_km2)
+            model = self.models.get(year)
+            if model is None:
+                served = self.models.years()
+                raise UnknownYearError(
+                    f"no model for {year}: years served are {served or 'none yet'}; train and approve a"
+                    f" landcover-{year} champion (dag train_model) first"
+                )
+            shadow = self._shadow(year)
+            p = predict_aoi(
+                geom,
+                year,
+                model,
+                self.store,
+                self.catalog,
+                self.settings,
+                fmt=format,
+                extra_features=shadow.features if shadow else (),
+            )
+            item = prediction_item(p, model, self.store, self.git_sha, self._run_link(model))
+            stac = record(item, self.catalog)
+        except BadRequestError as exc:
+            ctx.response.status_code = _status_of(exc)
+            self.metrics.predictions.labels(str(year), model.version if model else "none", "client_error").inc()
+            body: dict[str, Any] = {"error": str(exc)}
+            if isinstance(exc, NoCoverageError):
+                body["missing_subtiles"] = exc.missing
+            return body
+        except Exception:
+            self.metrics.predictions.labels(str(year), model.version if model else "none", "error").inc()
+            raise
+        self._observe(p, model, time.perf_counter() - t0)
+        if shadow is not None:
+            self._after.submit(self._score_shadow, p, model, shadow)
+        answer: dict[str, Any] = {
+            "prediction_id": p.prediction_id,
+            "year": year,
+            "model": {"name": model.name, "version": model.version, "run_id": model.run_id},
+            "avg_confidence": round(p.avg_confidence, 6),
+            "class_areas_ha": p.class_areas_ha,
+            "unclassified_ha": p.unclassified_ha,
+            "pixels": p.pixels,
+            "raster_url": self.store.url(p.key),
+            "download_path": f"/predictions/{year}/{p.prediction_id}.tif",
+            "stac_item": stac,
+            "elapsed_ms": round((time.perf_counter() - t0) * 1000, 1),
+        }
+        if p.geojson is not None:
+            answer["geojson"] = p.geojson
+        return answer
+
+    # --- helpers ---------------------------------------------------------------------------------------
+
+    def _shadow(self, year: int) -> LoadedModel | None:
+        try:
+            return self.models.get(year, SHADOW)
+        except Exception as exc:  # a broken shadow must never affect the answer
+            log.warning("shadow model of %d unavailable: %s", year, exc)
+            return None
+
+    def _run_link(self, model: LoadedModel) -> str | None:
+        uri = self.settings.mlflow_tracking_uri
+        return f"{uri.rstrip('/')}/#/models/{model.name}/versions/{model.version}" if uri.startswith("http") else None
+
+    def _observe(self, p: Prediction, model: LoadedModel, seconds: float) -> None:
+        m, y, v = self.metrics, str(p.year), model.version
+        m.predictions.labels(y, v, "ok").inc()
+        m.confidence.labels(y, v).observe(p.avg_confidence)
+        m.seconds.labels(y).observe(seconds)
+        m.pixels.labels(y, v).inc(p.pixels)
+        m.models_loaded.labels(y, v).set(1)
+        monitor = self.models.drift_monitor(model)
+        if monitor is not None:
+            scores = monitor.observe(p.rows, p.feature_names)
+            if scores is not None:
+                for feature, score in zip(monitor.reference.features, scores, strict=True):
+                    m.drift.labels(y, feature).set(float(score))
+
+    def _score_shadow(self, p: Prediction, champion: LoadedModel, shadow: LoadedModel) -> None:
+        """Classify (a sample of) the champion's pixels with the shadow; export agreement and confidence."""
+        try:
+            rows, codes = p.rows, p.row_codes
+            limit = self.settings.shadow_sample_px
+            if len(rows) > limit:
+                pick = np.random.default_rng(0).choice(len(rows), limit, replace=False)
+                rows, codes = rows[pick], codes[pick]
+            cols = [p.feature_names.index(f) for f in shadow.features]
+            shadow_codes, shadow_conf = classify(shadow, np.ascontiguousarray(rows[:, cols]))
+            agreement = float((shadow_codes == codes).mean()) if len(codes) else float("nan")
+            y = str(p.year)
+            self.metrics.shadow_agreement.labels(y, champion.version, shadow.version).observe(agreement)
+            self.metrics.shadow_confidence.labels(y, shadow.version).observe(float(shadow_conf.mean()))
+            log.info(
+                "shadow %s v%s on %s: agreement %.3f with v%s",
+                shadow.name,
+                shadow.version,
+                p.prediction_id,
+                agreement,
+                champion.version,
+            )
+        except Exception:
+            log.exception("shadow scoring failed for %s", p.prediction_id)
+
+    def models_overview(self) -> dict[str, Any]:
+        """Years served, their champion (and shadow) versions, the covered area and the class legend."""
+        status = self.models.status()
+        coverage: dict[str, list[float]] = {}
+        for year in self.models.years():
+            items = self.catalog.search(collections=[COMPOSITES_COLLECTION], properties={"terracover:year": year})
+            if items:
+                b = np.array([i.bbox for i in items if i.bbox])
+                coverage[str(year)] = [
+                    float(b[:, 0].min()),
+                    float(b[:, 1].min()),
+                    float(b[:, 2].max()),
+                    float(b[:, 3].max()),
+                ]
+        return {
+            "years": [
+                {
+                    "year": int(y),
+                    "champion": {"name": f"landcover-{y}", "version": m["champion"]},
+                    "shadow": m["shadow"],
+                    "coverage_bbox": coverage.get(y),
+                }
+                for y, m in status["years"].items()
+            ],
+            "mlflow_reachable": status["mlflow"]["reachable"],
+            "max_aoi_km2": self.settings.max_aoi_km2,
+            "classes": [{"code": c.code, "name": c.name, "colour": c.colour} for c in classes.CLASSES],
+        }
+
+
+def _status_of(exc: BadRequestError) -> int:
+    if isinstance(exc, UnknownYearError):
+        return HTTPStatus.NOT_FOUND
+    if isinstance(exc, AoiTooLargeError):
+        return HTTPStatus.REQUEST_ENTITY_TOO_LARGE
+    if isinstance(exc, NoCoverageError):
+        return HTTPStatus.UNPROCESSABLE_ENTITY
+    return HTTPStatus.BAD_REQUEST
+
+
+LandCover.add_asgi_middleware(ReadinessDetails)  # type: ignore[attr-defined]

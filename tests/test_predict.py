@@ -1,0 +1,159 @@
+"""AOI -> classified COG on synthetic stacks whose values are known everywhere: validation messages, lattice
+alignment, seamless mosaics across tiles and UTM zones, areas; and the drift score."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import rasterio
+from pyproj import Geod
+from shapely.geometry import box, mapping
+from sklearn.tree import DecisionTreeClassifier
+from terracover import grid
+from terracover.catalog import open_catalog
+from terracover.drift import DriftMonitor, Reference, psi
+from terracover.predict import (
+    AoiTooLargeError,
+    BadRequestError,
+    NoCoverageError,
+    OutputGrid,
+    predict_aoi,
+    validate_aoi,
+)
+from terracover.registry import LoadedModel
+from terracover.settings import Settings
+from terracover.store import open_store
+
+from tests.synthetic_stacks import pixel_values, write_stack
+
+YEAR = 2022
+SIZE = 183
+NAMES = ["summer_B04", "summer_ndvi", "dem"]
+# Straddles lon 0 (UTM zones 30/31, MGRS tiles 30SYJ/31SBD) within a few subtiles.
+CROSSING = box(-0.004, 39.951, 0.004, 39.957)
+
+
+def _model() -> LoadedModel:
+    """A fitted tree on the synthetic value range: deterministic, several classes."""
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 1, (3000, len(NAMES))).astype(np.float32)
+    y = np.digitize(x[:, 0] + 0.5 * x[:, 1], [0.4, 0.7, 1.0]) + 1
+    est = DecisionTreeClassifier(max_depth=6, random_state=0).fit(x, y)
+    return LoadedModel("landcover-2022", "1", "run", NAMES, est, "0" * 64, "sha")
+
+
+@pytest.fixture
+def stacks(settings: Settings) -> Settings:
+    s = settings.model_copy(update={"subtile_size": SIZE})
+    store, catalog = open_store(s), open_catalog(s)
+    for st in grid.subtiles_for_geometry(CROSSING, SIZE):
+        write_stack(store, catalog, YEAR, st, NAMES)
+    return s
+
+
+@pytest.mark.parametrize(
+    ("aoi", "error", "needle"),
+    [
+        ("not json", BadRequestError, "GeoJSON object"),
+        ({"type": "Polygon", "coordinates": []}, BadRequestError, "empty"),
+        ({"type": "LineString", "coordinates": [[0, 0], [1, 1]]}, BadRequestError, "LineString"),
+        (mapping(box(300000, 4400000, 300100, 4400100)), BadRequestError, "WGS84"),
+        ({"type": "Polygon", "coordinates": [[[0, 0], [1, 1], [1, 0], [0, 1], [0, 0]]]}, BadRequestError, "invalid"),
+        (mapping(box(0, 0, 1, 1)), AoiTooLargeError, "limit"),
+        ({"type": "Polygon", "coordinates": [[[0, 0], [1]]]}, BadRequestError, "readable"),
+        ({"type": "Feature", "geometry": None}, BadRequestError, "no geometry"),
+        (mapping(box(0, 85, 1, 85.1)), BadRequestError, "-80..84"),
+    ],
+)
+def test_bad_aois_are_named(aoi: object, error: type[Exception], needle: str) -> None:
+    with pytest.raises(error, match=needle):
+        validate_aoi(aoi, max_km2=500)
+
+
+def test_feature_collections_are_unioned() -> None:
+    fc = {
+        "type": "FeatureCollection",
+        "features": [
+            {"type": "Feature", "properties": {}, "geometry": mapping(box(0, 39, 0.01, 39.01))},
+            {"type": "Feature", "properties": {}, "geometry": mapping(box(0.02, 39, 0.03, 39.01))},
+        ],
+    }
+    assert validate_aoi(fc, max_km2=500).geom_type == "MultiPolygon"
+
+
+def test_output_grid_is_the_stacks_lattice() -> None:
+    g = OutputGrid.for_aoi(box(-0.3, 39.5, -0.29, 39.51))
+    st = grid.subtile_of_point(-0.295, 39.505, SIZE)
+    assert g.crs == st.crs
+    assert (g.transform.c - st.transform.c) % 10 == 0 and (g.transform.f - st.transform.f) % 10 == 0
+
+
+def test_mosaic_across_zones_is_seamless_and_exact_in_the_aois_zone(stacks: Settings) -> None:
+    s, model = stacks, _model()
+    p = predict_aoi(CROSSING, YEAR, model, open_store(s), open_catalog(s), s)
+    assert len({cid.split("-")[1] for cid in p.composite_items}) == 2
+    with rasterio.open(open_store(s).path(p.key)) as src:
+        cls, conf = src.read(1), src.read(2)
+        transform, crs = src.transform, src.crs
+    # Every output pixel whose centre is in the AOI is classified: no seam along the zone boundary.
+    from rasterio.features import geometry_mask
+    from terracover.predict import _project
+
+    inside = geometry_mask([_project(CROSSING, crs)], cls.shape, transform, invert=True)
+    assert (cls[inside] > 0).all() and (cls[~inside] == 0).all() and (conf[inside] >= 1).all()
+    # Pixels owned by a subtile of the output's own zone are that stack's pixels, classified exactly.
+    for st in grid.subtiles_for_geometry(CROSSING, SIZE):
+        if st.crs != crs:
+            continue
+        values = pixel_values(st, NAMES)
+        col0 = round((transform.c - st.transform.c) / 10)
+        row0 = round((st.transform.f - transform.f) / 10)
+        rows, cols = np.nonzero(inside)
+        sr, sc = rows + row0, cols + col0
+        ok = (sr >= 0) & (sr < st.shape[0]) & (sc >= 0) & (sc < st.shape[1])
+        owned = np.array(
+            [st.owned_wgs84.contains(_lonlat(transform, crs, r, c)) for r, c in zip(rows[ok], cols[ok], strict=True)]
+        )
+        r_, c_ = rows[ok][owned], cols[ok][owned]
+        expected = model.estimator.predict(values[:, sr[ok][owned], sc[ok][owned]].T)
+        np.testing.assert_array_equal(cls[r_, c_], expected)
+    area_ha = abs(Geod(ellps="WGS84").geometry_area_perimeter(CROSSING)[0]) / 1e4
+    assert sum(p.class_areas_ha.values()) + p.unclassified_ha == pytest.approx(area_ha, rel=0.01)
+    assert p.avg_confidence == pytest.approx(conf[inside].mean() / 100, abs=0.006)  # band 2 rounds to 1 %
+
+
+def _lonlat(transform: object, crs: object, r: int, c: int) -> object:
+    from pyproj import Transformer
+    from shapely.geometry import Point
+
+    x, y = transform * (c + 0.5, r + 0.5)  # type: ignore[operator]
+    return Point(*Transformer.from_crs(crs, 4326, always_xy=True).transform(x, y))
+
+
+def test_missing_stacks_are_listed(stacks: Settings) -> None:
+    s = stacks
+    with pytest.raises(NoCoverageError, match="no 2023 feature stacks") as err:
+        predict_aoi(CROSSING, 2023, _model(), open_store(s), open_catalog(s), s)
+    assert err.value.missing and all("/" in m for m in err.value.missing)
+
+
+def test_geojson_polygons_cover_the_classified_area(stacks: Settings) -> None:
+    s = stacks
+    p = predict_aoi(CROSSING, YEAR, _model(), open_store(s), open_catalog(s), s, fmt="geojson")
+    assert p.geojson is not None
+    codes = {f["properties"]["class_code"] for f in p.geojson["features"]}
+    assert codes == set(np.unique(p.row_codes).tolist())
+
+
+def test_psi_is_small_for_the_training_distribution_and_large_for_a_shift() -> None:
+    rng = np.random.default_rng(0)
+    table = pd.DataFrame({"a": rng.normal(0, 1, 20000), "b": rng.uniform(0, 1, 20000)})
+    ref = Reference.from_table(table, ["a", "b"])
+    same = DriftMonitor(ref, sample_px=5000)
+    scores = same.observe(np.column_stack([rng.normal(0, 1, 8000), rng.uniform(0, 1, 8000)]), ["a", "b"])
+    assert scores is not None and (scores < 0.02).all()
+    shifted = DriftMonitor(ref)
+    scores = shifted.observe(np.column_stack([rng.normal(1.5, 1, 8000), rng.uniform(0, 1, 8000)]), ["a", "b"])
+    assert scores is not None and scores[0] > 0.25 and scores[1] < 0.05
+    assert psi(np.array([0.5, 0.5]), np.array([0.5, 0.5])) == pytest.approx(0.0)
