@@ -14,7 +14,14 @@ from tests.fixtures.airflow import ROOT, airflow_environment
 
 pytestmark = pytest.mark.airflow
 
-EXPECTED_DAGS = {"ingest_scenes", "ingest_dem", "build_composites", "build_training_set", "train_model"}
+EXPECTED_DAGS = {
+    "ingest_scenes",
+    "ingest_dem",
+    "build_composites",
+    "build_training_set",
+    "train_model",
+    "retrain_on_alert",
+}
 
 
 @pytest.fixture(scope="module")

@@ -83,6 +83,7 @@ class Settings(BaseSettings):
     confidence_min_requests: int = Field(default=1, ge=1, description="Requests in the window before alerting.")
     error_ratio_threshold: float = Field(default=0.05, gt=0, lt=1)
     drift_psi_threshold: float = Field(default=0.25, gt=0)
+    alert_poll_s: float = Field(default=30.0, gt=0, description="How often Airflow's alert sensor polls.")
     rule_interval: str = Field(default="1m", pattern=r"^\d+[smhd]$", description="Rule evaluation interval.")
 
     @field_validator("subtile_size")
