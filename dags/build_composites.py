@@ -21,7 +21,9 @@ scenes have not changed, and catalogs it in `terracover-composites`. Publishes `
 # The KubernetesExecutor starts the heavy tasks from a bigger pod template (mounted by helm-values/airflow.yaml);
 # local executors ignore executor_config. A template path keeps kubernetes models out of DAG parsing.
 HEAVY_POD = {
-    "pod_template_file": os.environ.get("TERRACOVER_HEAVY_POD_TEMPLATE", "/opt/airflow/pod_templates/heavy-task.yaml")
+    "pod_template_file": os.environ.get(
+        "TERRACOVER_HEAVY_POD_TEMPLATE", "/opt/airflow/pod_templates/heavy-composite.yaml"
+    )
 }
 
 

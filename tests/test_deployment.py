@@ -1,0 +1,414 @@
+"""Deployment files, validated offline (no Docker engine, no cluster, no network).
+
+- helm-values/airflow.yaml against the Airflow chart's values schema; the heavy pod template against Kubernetes'.
+- docker-compose.yaml against the Compose specification, plus what the schema cannot see: every ``depends_on``
+  target exists and can satisfy its condition, every ``${VAR}`` is declared in .env.example, images are pinned,
+  bind-mounted files exist.
+- deploy/k8s/serving rendered with the Helm SDK (helm-python-sdk) and every manifest checked with
+  kubernetes-validate; the PrometheusRule's groups go through ``promtool check rules``.
+- hadolint on the Dockerfiles, ``promtool check config`` on the compose Prometheus configuration.
+
+Each check is a function returning its problems, so the negative controls at the end can show that a broken input
+fails it. Tests needing a binary (hadolint, promtool) skip only when it is missing; schemas come from
+../shared/schemas (skipped when absent).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+SCHEMAS = ROOT.parent / "shared" / "schemas"
+COMPOSE = ROOT / "docker-compose.yaml"
+ENV_EXAMPLE = ROOT / ".env.example"
+AIRFLOW_VALUES = ROOT / "helm-values" / "airflow.yaml"
+POD_TEMPLATES = sorted((ROOT / "helm-values" / "pod-templates").glob("*.yaml"))
+SERVING_CHART = ROOT / "deploy" / "k8s" / "serving"
+RULES_SOURCE = ROOT / "include" / "monitoring" / "rules" / "terracover.rules.yml"
+RULES_COPY = SERVING_CHART / "files" / "terracover.rules.yml"
+COMPOSE_PROMETHEUS = ROOT / "deploy" / "compose" / "prometheus.yml"
+DOCKERFILES = [ROOT / "Dockerfile", ROOT / "Dockerfile.serving", ROOT / "deploy" / "compose" / "mlflow" / "Dockerfile"]
+K8S_VERSION = "1.35.0"
+CRD_KINDS = {"ServiceMonitor", "PrometheusRule"}
+
+
+def _load_yaml(path: Path) -> Any:
+    return yaml.safe_load(path.read_text())
+
+
+def _schema(name: str) -> dict[str, Any]:
+    path = SCHEMAS / name
+    if not path.exists():
+        pytest.skip(f"{path} not found (the shared schemas live beside the repository)")
+    schema: dict[str, Any] = json.loads(path.read_text())
+    return schema
+
+
+def _binary(name: str) -> str:
+    found = shutil.which(name) or shutil.which(name, path=str(Path(sys.executable).parent))
+    if not found:
+        pytest.skip(f"{name} is not installed")
+    return found
+
+
+# ---------------------------------------------------------------------------------------------- checks
+
+
+def schema_errors(document: Any, schema: dict[str, Any]) -> list[str]:
+    import jsonschema
+
+    validator = jsonschema.Draft7Validator(schema)
+    return [f"{'/'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}" for e in validator.iter_errors(document)]
+
+
+def compose_problems(doc: dict[str, Any]) -> list[str]:
+    """What the Compose schema cannot check: dependency targets, conditions, one-shot jobs, pinned images."""
+    problems: list[str] = []
+    services: dict[str, Any] = doc.get("services", {})
+    for name, svc in services.items():
+        image = svc.get("image", "")
+        if not svc.get("build"):
+            if not image:
+                problems.append(f"{name}: neither image nor build")
+            elif ":" not in image.rsplit("/", 1)[-1] or image.endswith(":latest"):
+                problems.append(f"{name}: image {image!r} is not pinned to a tag")
+        deps = svc.get("depends_on", {})
+        if isinstance(deps, list):
+            deps = {d: {"condition": "service_started"} for d in deps}
+        for target, spec in deps.items():
+            if target not in services:
+                problems.append(f"{name}: depends_on unknown service {target!r}")
+                continue
+            condition = (spec or {}).get("condition", "service_started")
+            target_hc = services[target].get("healthcheck") or {}
+            if condition == "service_healthy" and (not target_hc.get("test") or target_hc.get("disable")):
+                problems.append(f"{name}: waits for {target} healthy but {target} has no healthcheck")
+            if condition == "service_completed_successfully" and services[target].get("restart", "no") != "no":
+                problems.append(f"{name}: waits for {target} to complete but {target} restarts")
+    return problems
+
+
+_VAR = re.compile(r"(?<!\$)\$\{([A-Za-z_][A-Za-z0-9_]*)")
+
+
+def _strings(node: Any) -> list[str]:
+    if isinstance(node, str):
+        return [node]
+    if isinstance(node, dict):
+        return [s for k, v in node.items() for s in _strings(k) + _strings(v)]
+    if isinstance(node, list):
+        return [s for v in node for s in _strings(v)]
+    return []
+
+
+def compose_variables(doc: dict[str, Any]) -> set[str]:
+    """Every variable compose interpolates (``$${X}`` is an escaped literal, left to the container's shell)."""
+    return {m for s in _strings(doc) for m in _VAR.findall(s)}
+
+
+def env_example_names(text: str) -> set[str]:
+    return set(re.findall(r"^\s*#?\s*([A-Z][A-Z0-9_]*)=", text, re.M))
+
+
+def hadolint_problems(dockerfile: Path) -> str:
+    proc = subprocess.run(
+        [_binary("hadolint"), "--config", str(ROOT / ".hadolint.yaml"), "--no-color", str(dockerfile)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=ROOT,
+    )
+    return "" if proc.returncode == 0 else (proc.stdout + proc.stderr).strip() or f"exit {proc.returncode}"
+
+
+def promtool(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [_binary("promtool"), *args], capture_output=True, text=True, timeout=120, check=False, cwd=ROOT
+    )
+
+
+def render_serving_chart(values: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    helm = pytest.importorskip("helm_python")
+    chart = helm.Chart.load(str(SERVING_CHART))
+    rendered = chart.render(values, name="terracover-serving", namespace="terracover", is_install=True)
+    return [doc for text in rendered.values() for doc in yaml.safe_load_all(text) if doc]
+
+
+def manifest_problems(doc: dict[str, Any]) -> list[str]:
+    """Built-in kinds against Kubernetes' OpenAPI schemas (strict); CRDs by shape only."""
+    import kubernetes_validate
+
+    kind = doc.get("kind")
+    name = (doc.get("metadata") or {}).get("name")
+    if not doc.get("apiVersion") or not kind or not name:
+        return [f"{kind or '?'}: apiVersion, kind and metadata.name are required"]
+    if kind in CRD_KINDS:
+        if doc["apiVersion"] != "monitoring.coreos.com/v1" or not isinstance(doc.get("spec"), dict):
+            return [f"{kind}/{name}: expected monitoring.coreos.com/v1 with a spec"]
+        return []
+    try:
+        kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+    except (kubernetes_validate.ValidationError, kubernetes_validate.SchemaNotFoundError) as exc:
+        return [f"{kind}/{name}: {str(exc)[:500]}"]
+    return []
+
+
+# ------------------------------------------------------------------------------- Airflow Helm values
+
+
+def test_airflow_values_validate_against_chart_schema() -> None:
+    values = _load_yaml(AIRFLOW_VALUES)
+    assert schema_errors(values, _schema("airflow-chart-values.schema.json")) == []
+
+    assert values["executor"] == "KubernetesExecutor"
+    assert values["images"]["airflow"]["repository"] and values["images"]["airflow"]["tag"]
+    assert values["dags"]["gitSync"]["enabled"] is True
+    logging = values["config"]["logging"]
+    assert logging["remote_logging"] == "True"
+    assert logging["remote_base_log_folder"].startswith("s3://") and logging["remote_log_conn_id"]
+    assert any(s["envName"] == f"AIRFLOW_CONN_{logging['remote_log_conn_id'].upper()}" for s in values["secret"])
+    assert "secretRef" in values["extraEnvFrom"]
+    # the default task pod: one container "base" with explicit resources
+    template = values["podTemplate"]
+    assert "kind: Pod" in template and "- name: base" in template and "resources:" in template
+
+
+def test_heavy_pod_template_is_baked_and_consistent() -> None:
+    """The DAG's executor_config names $TERRACOVER_HEAVY_POD_TEMPLATE: the image must contain that file."""
+    values = _load_yaml(AIRFLOW_VALUES)
+    env = {e["name"]: e["value"] for e in values["env"]}
+    path = env["TERRACOVER_HEAVY_POD_TEMPLATE"]
+    assert path.startswith("/opt/airflow/pod_templates/")
+    assert (ROOT / "helm-values" / "pod-templates" / Path(path).name).is_file()
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "COPY --chown=airflow:0 helm-values/pod-templates/ /opt/airflow/pod_templates/" in dockerfile
+    assert f"TERRACOVER_HEAVY_POD_TEMPLATE={path}" in dockerfile
+
+    pod = _load_yaml(ROOT / "helm-values" / "pod-templates" / Path(path).name)
+    assert [c["name"] for c in pod["spec"]["containers"]] == ["base"]
+    sync = {e["name"]: e.get("value") for e in pod["spec"]["initContainers"][0]["env"]}
+    assert sync["GITSYNC_REPO"] == values["dags"]["gitSync"]["repo"]
+    assert sync["GITSYNC_REF"] == values["dags"]["gitSync"]["branch"]
+
+
+@pytest.mark.parametrize("path", POD_TEMPLATES, ids=lambda p: p.name)
+def test_pod_templates_are_valid_pods(path: Path) -> None:
+    doc = _load_yaml(path)
+    assert doc["kind"] == "Pod"
+    assert manifest_problems(doc) == []
+
+
+# ------------------------------------------------------------------------------------ docker compose
+
+
+def test_compose_validates_against_spec_and_dependencies_hold() -> None:
+    doc = _load_yaml(COMPOSE)
+    assert schema_errors(doc, _schema("compose-spec.json")) == []
+    assert compose_problems(doc) == []
+
+    services = doc["services"]
+    expected = {
+        "postgres", "seaweedfs", "s3-init", "mlflow", "pgstac-migrate", "stac-api", "airflow-init",
+        "airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer", "serving",
+        "prometheus", "alertmanager", "grafana",
+    }  # fmt: skip
+    assert expected <= set(services)
+    for name in ("airflow-apiserver", "airflow-scheduler", "airflow-dag-processor", "airflow-triggerer"):
+        assert services[name]["build"]["dockerfile"] == "Dockerfile"
+        assert services[name]["environment"]["AIRFLOW__CORE__EXECUTOR"] == "LocalExecutor"
+        assert services[name]["depends_on"]["airflow-init"]["condition"] == "service_completed_successfully"
+    assert services["serving"]["build"]["dockerfile"] == "Dockerfile.serving"
+
+
+def test_compose_files_and_dockerfiles_exist() -> None:
+    doc = _load_yaml(COMPOSE)
+    for name, svc in doc["services"].items():
+        build = svc.get("build")
+        if build:
+            context = ROOT / build["context"]
+            assert (context / build.get("dockerfile", "Dockerfile")).is_file(), name
+        for volume in svc.get("volumes", []):
+            source = volume.split(":", 1)[0]
+            if source.startswith("."):
+                assert (ROOT / source).exists(), f"{name}: bind mount {source} does not exist"
+
+
+def test_compose_variables_are_declared_in_env_example() -> None:
+    doc = _load_yaml(COMPOSE)
+    used = compose_variables(doc)
+    declared = env_example_names(ENV_EXAMPLE.read_text())
+    assert used - declared == set()
+    for var in (
+        "TERRACOVER_STORE_URI", "TERRACOVER_CATALOG_URI", "TERRACOVER_MLFLOW_TRACKING_URI", "TERRACOVER_SERVING_URL",
+        "TERRACOVER_RELOAD_TOKEN", "TERRACOVER_PROMETHEUS_URL", "TERRACOVER_ALERTMANAGER_URL", "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL",
+    ):  # fmt: skip
+        assert var in used and var in declared, var
+    # secrets have no value in the example: compose fails fast (${VAR:?}) until .env sets them
+    example = dict(re.findall(r"^([A-Z][A-Z0-9_]*)=(.*)$", ENV_EXAMPLE.read_text(), re.M))
+    for var in ("POSTGRES_PASSWORD", "AWS_SECRET_ACCESS_KEY", "AIRFLOW_FERNET_KEY", "TERRACOVER_RELOAD_TOKEN"):
+        assert example[var] == "", f"{var} must not carry a value in .env.example"
+        assert re.search(rf"\$\{{{var}:\?", COMPOSE.read_text()), f"{var} is not required (:?) in compose"
+
+
+# ------------------------------------------------------------------------------- serving Helm chart
+
+
+def test_serving_chart_lints() -> None:
+    helm = pytest.importorskip("helm_python")
+    report = helm.lint(str(SERVING_CHART), strict=True, kube_version=f"v{K8S_VERSION}")
+    assert report["errors"] == []
+    assert [m for m in report["messages"] if m["severity"] >= 2] == []
+
+
+def test_serving_chart_renders_valid_manifests() -> None:
+    docs = render_serving_chart()
+    kinds = {d["kind"]: d for d in docs}
+    assert set(kinds) == {"Deployment", "Service", "HorizontalPodAutoscaler", "ServiceMonitor", "PrometheusRule"}
+    assert [p for d in docs for p in manifest_problems(d)] == []
+
+    assert kinds["HorizontalPodAutoscaler"]["apiVersion"] == "autoscaling/v2"
+    container = kinds["Deployment"]["spec"]["template"]["spec"]["containers"][0]
+    assert container["ports"][0]["containerPort"] == 3000
+    assert container["livenessProbe"]["httpGet"]["path"] == "/livez"
+    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    assert kinds["ServiceMonitor"]["spec"]["endpoints"][0]["path"] == "/metrics"
+
+    # without autoscaling: a fixed replica count and no HPA
+    fixed = render_serving_chart({"autoscaling": {"enabled": False}, "replicaCount": 3})
+    assert "HorizontalPodAutoscaler" not in {d["kind"] for d in fixed}
+    assert next(d for d in fixed if d["kind"] == "Deployment")["spec"]["replicas"] == 3
+
+
+def test_chart_rules_copy_equals_source() -> None:
+    if not RULES_SOURCE.exists():
+        pytest.skip(f"{RULES_SOURCE.relative_to(ROOT)} not written yet")
+    assert RULES_COPY.read_bytes() == RULES_SOURCE.read_bytes(), (
+        f"refresh the chart's copy: cp {RULES_SOURCE.relative_to(ROOT)} {RULES_COPY.relative_to(ROOT)}"
+    )
+
+
+def test_prometheus_rule_groups_pass_promtool(tmp_path: Path) -> None:
+    rule = next(d for d in render_serving_chart() if d["kind"] == "PrometheusRule")
+    groups = rule["spec"]["groups"]
+    assert groups and {"TerracoverLowConfidence"} <= {r.get("alert") for g in groups for r in g["rules"]}
+    extracted = tmp_path / "prometheusrule.rules.yml"
+    extracted.write_text(yaml.safe_dump({"groups": groups}, sort_keys=False))
+    proc = promtool("check", "rules", str(extracted))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+# ------------------------------------------------------------------------------- images and Prometheus
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: str(p.relative_to(ROOT)))
+def test_hadolint(dockerfile: Path) -> None:
+    assert hadolint_problems(dockerfile) == ""
+
+
+def test_dockerfiles_follow_the_contract() -> None:
+    airflow = (ROOT / "Dockerfile").read_text()
+    assert re.search(r"^FROM apache/airflow:3\.3\.2-python3\.11$", airflow, re.M)
+    assert "pip install --no-cache-dir" in airflow and "-r /opt/airflow/requirements.txt" in airflow
+    serving = (ROOT / "Dockerfile.serving").read_text()
+    assert re.search(r"^FROM python:3\.11-slim-bookworm", serving, re.M)
+    assert "requirements-serving.txt" in serving and "EXPOSE 3000" in serving
+    assert re.search(r"^HEALTHCHECK .*\n?.*urllib.*/readyz", serving, re.M)
+    assert '"terracover.serving.service:LandCover", "--host", "0.0.0.0", "--port", "3000"' in serving
+    assert "PYTHONPATH=/app/include" in serving and "BENTOML_DO_NOT_TRACK=true" in serving
+    for text in (airflow, serving):
+        users = re.findall(r"^USER (\S+)", text, re.M)
+        assert users and users[-1].split(":")[0] not in {"0", "root"}, "the image must end as a non-root user"
+
+
+def test_serving_lock_is_lean_and_consistent() -> None:
+    def pins(path: Path) -> dict[str, str]:
+        return dict(re.findall(r"^([A-Za-z0-9_.\-]+)==(\S+)", path.read_text(), re.M))
+
+    serving, dev = pins(ROOT / "requirements-serving.txt"), pins(ROOT / "requirements" / "dev.txt")
+    assert serving["bentoml"] == "1.4.39" and serving["mlflow-skinny"] == "3.17.2"
+    assert "apache-airflow" not in serving and "mlflow" not in serving
+    assert {k: (v, dev[k]) for k, v in serving.items() if k in dev and dev[k] != v} == {}
+
+
+def test_compose_prometheus_config(tmp_path: Path) -> None:
+    proc = promtool("check", "config", str(COMPOSE_PROMETHEUS))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+    # the same config with the rule glob pointed at the repository's rules, as mounted in the container
+    config = _load_yaml(COMPOSE_PROMETHEUS)
+    [pattern] = config["rule_files"]
+    assert pattern.startswith("/etc/prometheus/rules/")
+    local = ROOT / "include" / "monitoring" / "rules" / Path(pattern).name
+    config["rule_files"] = [str(local)]
+    if RULES_SOURCE.exists():
+        assert RULES_SOURCE in local.parent.glob(local.name), f"{pattern} does not match {RULES_SOURCE.name}"
+    copy = tmp_path / "prometheus.yml"
+    copy.write_text(yaml.safe_dump(config, sort_keys=False))
+    proc = promtool("check", "config", str(copy))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_other_values_and_grafana_provisioning() -> None:
+    """Charts without an offline schema (MLflow, SeaweedFS, kube-prometheus-stack): parse and cross-check names."""
+    for path in sorted((ROOT / "helm-values").glob("*.yaml")):
+        assert isinstance(_load_yaml(path), dict), path
+    s3 = _load_yaml(ROOT / "helm-values" / "s3.yaml")
+    buckets = {b["name"] for b in s3["filer"]["s3"]["createBuckets"]}
+    mlflow = _load_yaml(ROOT / "helm-values" / "mlflow.yaml")
+    airflow = _load_yaml(AIRFLOW_VALUES)
+    assert mlflow["artifactRoot"]["s3"]["bucket"] in buckets
+    assert airflow["config"]["logging"]["remote_base_log_folder"].split("/")[2] in buckets
+
+    provisioning = ROOT / "deploy" / "compose" / "grafana" / "provisioning"
+    datasources = _load_yaml(provisioning / "datasources" / "prometheus.yaml")["datasources"]
+    uids = {d["uid"] for d in datasources}
+    for dashboard in sorted((ROOT / "include" / "monitoring" / "grafana" / "dashboards").glob("*.json")):
+        used = set(re.findall(r'"datasource":\s*\{[^}]*"uid":\s*"([^"$]+)"', dashboard.read_text()))
+        assert used <= uids, f"{dashboard.name} uses data sources {used - uids} that compose does not provision"
+    [provider] = _load_yaml(provisioning / "dashboards" / "terracover.yaml")["providers"]
+    grafana_mounts = _load_yaml(COMPOSE)["services"]["grafana"]["volumes"]
+    assert any(m.endswith(f":{provider['options']['path']}:ro") for m in grafana_mounts)
+
+
+# ------------------------------------------------------------------- negative controls: the checks bite
+
+
+def test_checks_reject_broken_inputs(tmp_path: Path) -> None:
+    values = _load_yaml(AIRFLOW_VALUES)
+    values["executor"] = "NoSuchThing"
+    values["images"]["airflow"]["tagg"] = "typo"
+    assert len(schema_errors(values, _schema("airflow-chart-values.schema.json"))) >= 2
+
+    doc = _load_yaml(COMPOSE)
+    doc["services"]["serving"]["depends_on"]["ghost"] = {"condition": "service_healthy"}
+    doc["services"]["prometheus"]["healthcheck"] = {"disable": True}
+    doc["services"]["grafana"]["image"] = "grafana/grafana"
+    problems = compose_problems(doc)
+    assert any("ghost" in p for p in problems)
+    assert any("prometheus has no healthcheck" in p for p in problems)
+    assert any("not pinned" in p for p in problems)
+    doc["services"]["serving"]["ports"] = "3000"  # not a list
+    assert schema_errors(doc, _schema("compose-spec.json"))
+
+    deployment = next(d for d in render_serving_chart() if d["kind"] == "Deployment")
+    deployment["spec"]["template"]["spec"]["containers"][0]["livenessProbe"]["httpGet"]["port"] = {"no": "dict"}
+    assert manifest_problems(deployment)
+
+    bad_dockerfile = tmp_path / "Dockerfile"
+    bad_dockerfile.write_text("FROM python:latest\nRUN cd /tmp && pip install requests\n")
+    assert hadolint_problems(bad_dockerfile)
+
+    bad_rules = tmp_path / "bad.rules.yml"
+    bad_rules.write_text("groups:\n  - name: x\n    rules:\n      - alert: Broken\n        expr: sum(\n")
+    assert promtool("check", "rules", str(bad_rules)).returncode != 0
