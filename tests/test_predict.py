@@ -157,3 +157,16 @@ def test_psi_is_small_for_the_training_distribution_and_large_for_a_shift() -> N
     scores = shifted.observe(np.column_stack([rng.normal(1.5, 1, 8000), rng.uniform(0, 1, 8000)]), ["a", "b"])
     assert scores is not None and scores[0] > 0.25 and scores[1] < 0.05
     assert psi(np.array([0.5, 0.5]), np.array([0.5, 0.5])) == pytest.approx(0.0)
+
+
+def test_an_aoi_too_thin_for_any_pixel_centre_takes_the_pixels_it_touches(stacks: Settings) -> None:
+    from pyproj import Transformer
+    from shapely.geometry import Polygon
+
+    s = stacks
+    st = grid.subtile_of_point(-0.002, 39.954, SIZE)
+    x0, y0 = st.transform * (50, 50)  # a pixel corner; the sliver stays between pixel centres
+    to_wgs84 = Transformer.from_crs(st.crs, 4326, always_xy=True).transform
+    sliver = Polygon([to_wgs84(x, y) for x, y in [(x0 + 1, y0), (x0 + 3, y0), (x0 + 3, y0 - 300), (x0 + 1, y0 - 300)]])
+    p = predict_aoi(validate_aoi(mapping(sliver), 500), YEAR, _model(), open_store(s), open_catalog(s), s)
+    assert 25 <= p.pixels <= 40  # one column of 30 pixels (a lon/lat sliver may clip a neighbour)

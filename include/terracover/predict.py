@@ -206,6 +206,7 @@ class _Mosaic:
     codes: np.ndarray  # (H, W) uint8, 0 = no class
     confidence: np.ndarray  # (H, W) float32, NaN = no class
     in_aoi: np.ndarray  # (H, W) bool
+    all_touched: bool = False  # True for AOIs so thin that no pixel centre falls inside them
     rows: list[np.ndarray] = field(default_factory=list)  # per subtile (n, F) float32 feature rows classified
     row_codes: list[np.ndarray] = field(default_factory=list)
 
@@ -251,7 +252,7 @@ def _add_subtile(
         if wins is None:
             return
         src_win, out_win = wins
-        mask = _inside(part_out, out_win, g)
+        mask = _inside(part_out, out_win, g, mosaic.all_touched)
         values = _read_part(st, key, src_win, names, store)
         use = mask & np.isfinite(values[:n_model]).all(axis=0)
         codes, conf = _classify_part(values, use, n_model, model, mosaic)
@@ -265,7 +266,7 @@ def _add_subtile(
         src_win = _window(st.transform, st.shape, (b[0] - pad, b[1] - pad, b[2] + pad, b[3] + pad))
         if out_win is None or src_win is None:
             return
-        mask = _inside(part_out, out_win, g)
+        mask = _inside(part_out, out_win, g, mosaic.all_touched)
         values = _read_part(st, key, src_win, names, store)
         use = np.isfinite(values[:n_model]).all(axis=0)
         src_codes, src_conf = _classify_part(values, use, n_model, model, mosaic)
@@ -313,11 +314,11 @@ def _aligned_windows(
     return src, out
 
 
-def _inside(geom: BaseGeometry, win: Window, g: OutputGrid) -> np.ndarray:
-    """Pixels of the output window whose centre lies in ``geom``."""
+def _inside(geom: BaseGeometry, win: Window, g: OutputGrid, all_touched: bool) -> np.ndarray:
+    """Pixels of the output window whose centre lies in ``geom`` (or that it touches at all)."""
     shape = (int(win.height), int(win.width))
     transform = g.transform * Affine.translation(win.col_off, win.row_off)
-    return geometry_mask([geom], out_shape=shape, transform=transform, invert=True)
+    return geometry_mask([geom], out_shape=shape, transform=transform, invert=True, all_touched=all_touched)
 
 
 # --- the prediction --------------------------------------------------------------------------------------
@@ -398,14 +399,19 @@ def predict_aoi(
     parts = coverage(aoi, year, catalog, s)
     names = [*model.features, *(f for f in dict.fromkeys(extra_features) if f not in model.features)]
     g = OutputGrid.for_aoi(aoi)
-    mosaic = _Mosaic(
-        g,
-        np.zeros(g.shape, dtype=np.uint8),
-        np.full(g.shape, np.nan, dtype=np.float32),
-        np.zeros(g.shape, dtype=bool),
-    )
-    for st, key in parts:
-        _add_subtile(st, key, aoi, names, len(model.features), model, store, mosaic)
+    for all_touched in (False, True):
+        # Pixels whose centre is in the AOI; an AOI too thin to hold any centre takes every pixel it touches.
+        mosaic = _Mosaic(
+            g,
+            np.zeros(g.shape, dtype=np.uint8),
+            np.full(g.shape, np.nan, dtype=np.float32),
+            np.zeros(g.shape, dtype=bool),
+            all_touched,
+        )
+        for st, key in parts:
+            _add_subtile(st, key, aoi, names, len(model.features), model, store, mosaic)
+        if mosaic.in_aoi.any():
+            break
     classified = mosaic.codes > 0
     if not classified.any():
         raise NoCoverageError(
