@@ -14,7 +14,7 @@ from terracover.settings import Settings, get_settings
 from tests.fixtures.airflow import AirflowEnv
 from tests.fixtures.airflow_api import AirflowApi
 from tests.fixtures.dataplane import YEAR
-from tests.fixtures.procs import free_port
+from tests.fixtures.procs import free_port, terracover_env
 from tests.test_train_model_dag import run_until_answered
 
 pytestmark = [pytest.mark.airflow, pytest.mark.services]
@@ -28,12 +28,8 @@ def chain_env(dataplane: dict[str, Any], mlflow_server: str) -> Iterator[dict[st
         "TERRACOVER_SERVING_URL": f"http://127.0.0.1:{free_port()}",
         "TERRACOVER_GIT_SHA": "c0ffee" * 6,
     }
-    with pytest.MonkeyPatch.context() as mp:
-        for k, v in env.items():
-            mp.setenv(k, v)
-        get_settings.cache_clear()
+    with terracover_env(env):
         yield env
-    get_settings.cache_clear()
 
 
 def _settings() -> Settings:

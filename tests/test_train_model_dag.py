@@ -17,7 +17,7 @@ from terracover.settings import Settings, get_settings
 
 from tests.fixtures.airflow import AirflowEnv
 from tests.fixtures.airflow_api import AirflowApi
-from tests.fixtures.procs import free_port
+from tests.fixtures.procs import free_port, terracover_env
 from tests.test_train import synthetic_table
 
 pytestmark = [pytest.mark.airflow, pytest.mark.services]
@@ -36,12 +36,8 @@ def env(mlflow_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         "TERRACOVER_SERVING_URL": f"http://127.0.0.1:{free_port()}",
         "TERRACOVER_MIN_MARGIN": "0.0",
     }
-    with pytest.MonkeyPatch.context() as mp:
-        for k, v in values.items():
-            mp.setenv(k, v)
-        get_settings.cache_clear()
+    with terracover_env(values):
         yield values
-    get_settings.cache_clear()
 
 
 def publish_table(s: Settings, table: pd.DataFrame) -> str:

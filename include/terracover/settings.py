@@ -71,6 +71,7 @@ class Settings(BaseSettings):
     reload_token: SecretStr = SecretStr("terracover-dev-token")
     max_aoi_km2: float = Field(default=500.0, gt=0)
     model_refresh_s: int = Field(default=60, ge=5, description="How often each worker re-reads model aliases.")
+    serving_workers: int = Field(default=1, ge=1, description="BentoML worker processes of the service.")
     drift_sample_px: int = Field(default=5000, ge=100, description="Pixels per request sampled for drift.")
     shadow_sample_px: int = Field(default=50_000, ge=100, description="Pixels per request the shadow classifies.")
 

@@ -136,7 +136,7 @@ Format = Literal["cog", "geojson"]
 
 @bentoml.service(
     name="terracover",
-    workers=int(os.environ.get("TERRACOVER_SERVING_WORKERS", "1")),
+    workers=get_settings().serving_workers,
     traffic={"timeout": 300},
 )
 @bentoml.asgi_app(web, path="/")
