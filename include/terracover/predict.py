@@ -15,7 +15,8 @@ import math
 import time
 import uuid
 import warnings
-from collections.abc import Mapping, Sequence
+import weakref
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
@@ -37,6 +38,7 @@ from shapely.validation import explain_validity
 from terracover import classes, grid
 from terracover.catalog import COMPOSITES_COLLECTION, Catalog
 from terracover.cog import write_cog
+from terracover.fastpath import compile_proba
 from terracover.features import select_bands
 from terracover.settings import Settings, get_settings
 from terracover.stacks import stack_item_id
@@ -183,17 +185,28 @@ def _slices(win: Window) -> tuple[slice, slice]:
 # --- classification --------------------------------------------------------------------------------------
 
 
+_COMPILED: weakref.WeakKeyDictionary[Any, Callable[[np.ndarray], np.ndarray] | None] = weakref.WeakKeyDictionary()
+
+
+def _proba_fn(est: Any) -> Callable[[np.ndarray], np.ndarray]:
+    """The estimator's fastest exact ``predict_proba`` (see :mod:`terracover.fastpath`), compiled once."""
+    if est not in _COMPILED:
+        _COMPILED[est] = compile_proba(est)
+    return _COMPILED[est] or est.predict_proba
+
+
 def classify(model: LoadedModel, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Class codes (uint8) and max class probability (float32) of each row of ``X`` (the model's features)."""
     est = model.estimator
     codes = np.asarray(est.classes_).astype(np.uint8)
+    proba_fn = _proba_fn(est)
     out_cls = np.zeros(len(X), dtype=np.uint8)
     out_conf = np.zeros(len(X), dtype=np.float32)
     with warnings.catch_warnings():
         # Estimators fitted on DataFrames warn on plain arrays; the column order is the model's feature list.
         warnings.filterwarnings("ignore", message="X does not have valid feature names")
         for start in range(0, len(X), PROBA_BLOCK):
-            proba = est.predict_proba(X[start : start + PROBA_BLOCK])
+            proba = proba_fn(X[start : start + PROBA_BLOCK])
             best = proba.argmax(axis=1)
             out_cls[start : start + PROBA_BLOCK] = codes[best]
             out_conf[start : start + PROBA_BLOCK] = proba[np.arange(len(best)), best]

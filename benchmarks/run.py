@@ -1,0 +1,148 @@
+"""``make bench``: every benchmark in one run, each against its baseline measured in the same run.
+
+Prints Markdown tables and writes ``benchmarks/results/latest.md`` and ``latest.json`` with the machine's
+description. ``--quick`` shrinks every case (CI smoke run; the ratios are then only indicative).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from benchmarks import bench_classify, bench_composite, bench_serving
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def machine() -> dict[str, Any]:
+    mem_kb = 0
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal"):
+                mem_kb = int(line.split()[1])
+    except OSError:
+        pass
+    cpu = platform.processor() or ""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gib": round(mem_kb / 2**20, 1),
+            "python": platform.python_version(), "platform": platform.platform()}  # fmt: skip
+
+
+def airflow_parse() -> dict[str, Any]:
+    """DagBag parse time per DAG file (a fresh interpreter, Airflow configured for a temp home)."""
+    with tempfile.TemporaryDirectory() as home:
+        env = {**os.environ, "AIRFLOW_HOME": home, "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
+               "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"), "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+               "PYTHONPATH": f"{ROOT}:{ROOT / 'plugins'}:{ROOT / 'include'}"}  # fmt: skip
+        t0 = time.perf_counter()
+        out = subprocess.run([sys.executable, str(ROOT / "tests" / "dag_report.py"), str(ROOT / "dags")], env=env,
+                             capture_output=True, text=True, check=True, timeout=600).stdout  # fmt: skip
+        wall = time.perf_counter() - t0
+    report = json.loads(out[out.index("REPORT") + len("REPORT") :])
+    return {"files": {k: v["seconds"] for k, v in report["files"].items()}, "process_seconds": wall}
+
+
+DAG_TEST_REGION = "[-0.012, 39.950, 0.012, 39.962]"  # the test region: two tiles, two UTM zones, 2.6 km^2
+
+
+def airflow_dag_test() -> dict[str, Any]:
+    """``airflow dags test`` wall time of each data-plane DAG on the test region (SQLite metadata DB)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        home = Path(tmp)
+        env = {**os.environ, "AIRFLOW_HOME": str(home / "airflow"), "AIRFLOW__CORE__DAGS_FOLDER": str(ROOT / "dags"),
+               "AIRFLOW__CORE__PLUGINS_FOLDER": str(ROOT / "plugins"), "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+               "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+               "PYTHONPATH": f"{ROOT}:{ROOT / 'plugins'}:{ROOT / 'include'}", "TERRACOVER_HOME": str(home / "tc"),
+               "TERRACOVER_REGION_BBOX": DAG_TEST_REGION, "TERRACOVER_SUBTILE_SIZE": "366"}  # fmt: skip
+        airflow = str(Path(sys.executable).parent / "airflow")
+
+        def timed(*cmd: str) -> float:
+            t0 = time.perf_counter()
+            proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1200, check=False)
+            if proc.returncode != 0 or "state=failed" in proc.stdout + proc.stderr:
+                raise RuntimeError(f"{' '.join(cmd)} failed:\n{(proc.stdout + proc.stderr)[-3000:]}")
+            return time.perf_counter() - t0
+
+        out = {"db migrate": timed(airflow, "db", "migrate")}
+        out["simulate"] = timed(
+            sys.executable, "-m", "terracover.simulate", "--years", "2023", "--dates-per-season", "2"
+        )
+        conf = json.dumps({"year": 2023})
+        out["ingest_scenes"] = timed(airflow, "dags", "test", "ingest_scenes", "--conf", conf)
+        out["ingest_dem"] = timed(airflow, "dags", "test", "ingest_dem")
+        out["build_composites"] = timed(airflow, "dags", "test", "build_composites", "--conf", conf)
+        out["build_training_set"] = timed(airflow, "dags", "test", "build_training_set", "--conf", conf)
+    return {"region": DAG_TEST_REGION, "seconds": out}
+
+
+def format_dag_test(r: dict[str, Any]) -> str:
+    lines = [f"`airflow dags test` on the test region {r['region']} (2 tiles, 2 UTM zones, 8 dates, subtiles 366 px)",
+             "| step | s |", "|---|---:|"]  # fmt: skip
+    lines += [f"| {k} | {v:.1f} |" for k, v in r["seconds"].items()]
+    return "\n".join(lines)
+
+
+def format_airflow(r: dict[str, Any]) -> str:
+    lines = ["Airflow DAG parse time (DagBag, per file; heavy imports stay inside tasks)", "| DAG file | s |",
+             "|---|---:|"]  # fmt: skip
+    lines += [f"| {k} | {v:.3f} |" for k, v in sorted(r["files"].items())]
+    lines.append(f"| whole report process (interpreter + Airflow import) | {r['process_seconds']:.1f} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--quick", action="store_true", help="small sizes: a smoke run, ratios only indicative")
+    a = p.parse_args()
+    t0 = time.perf_counter()
+    sections: list[str] = []
+    results: dict[str, Any] = {"machine": machine(), "when": datetime.now(UTC).isoformat(timespec="seconds")}
+
+    def section(name: str, fn: Any, fmt: Any) -> None:
+        t = time.perf_counter()
+        print(f"... {name}", flush=True)
+        res = fn()
+        results[name] = res
+        table = fmt(res)
+        sections.append(table)
+        print(table + f"\n({name}: {time.perf_counter() - t:.0f} s)\n", flush=True)
+
+    size, dates = (366, (12,)) if a.quick else (1098, (12, 24))
+    section("composite", lambda: bench_composite.run(size=size, dates=dates, repeat=2), bench_composite.format_table)
+    pixels = 100_000 if a.quick else 1_000_000
+    section("classification", lambda: bench_classify.run(pixels=pixels), bench_classify.format_table)
+    requests = 60 if a.quick else 1000
+    section("serving", lambda: bench_serving.run(requests=requests, clients=4, repeat=2 if a.quick else 5),
+            bench_serving.format_table)  # fmt: skip
+    section("airflow", airflow_parse, format_airflow)
+    section("airflow_dag_test", airflow_dag_test, format_dag_test)
+    results["total_seconds"] = time.perf_counter() - t0
+    m = results["machine"]
+    head = (f"# terracover benchmarks ({results['when']})\n\nMachine: {m['cpu']}, {m['cores']} cores, "
+            f"{m['memory_gib']} GiB, Python {m['python']}. Total {results['total_seconds']:.0f} s"
+            f"{' (quick run)' if a.quick else ''}.\n")  # fmt: skip
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    name = "quick" if a.quick else "latest"
+    (RESULTS / f"{name}.md").write_text(head + "\n" + "\n\n".join(sections) + "\n")
+    (RESULTS / f"{name}.json").write_text(json.dumps(results, indent=1, default=str) + "\n")
+    print(f"total {results['total_seconds']:.0f} s; written to {RESULTS / name}.md/.json")
+
+
+if __name__ == "__main__":
+    main()
