@@ -30,6 +30,7 @@ test: lint unit ## what CI runs
 
 bench: setup ## benchmarks/ with ratios against baselines measured in the same run
 	$(PY) -m benchmarks.run
+	$(PY) scripts/readme_bench.py
 
 clean:
 	rm -rf .terracover .pytest_cache .mypy_cache .ruff_cache

@@ -120,7 +120,7 @@ def main() -> None:
         res = fn()
         results[name] = res
         table = fmt(res)
-        sections.append(table)
+        sections.append(table if "\n|" in table else f"```\n{table}\n```")  # fixed-width text stays as is
         print(table + f"\n({name}: {time.perf_counter() - t:.0f} s)\n", flush=True)
 
     size, dates = (366, (12,)) if a.quick else (1098, (12, 24))

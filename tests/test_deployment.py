@@ -412,3 +412,21 @@ def test_checks_reject_broken_inputs(tmp_path: Path) -> None:
     bad_rules = tmp_path / "bad.rules.yml"
     bad_rules.write_text("groups:\n  - name: x\n    rules:\n      - alert: Broken\n        expr: sum(\n")
     assert promtool("check", "rules", str(bad_rules)).returncode != 0
+
+
+def test_bento_builds_with_the_service_page_and_pins(tmp_path: Path) -> None:
+    """``bentoml build`` from the repository root packages the service, its map page and the serving pins."""
+    import os
+
+    env = {**os.environ, "BENTOML_HOME": str(tmp_path), "BENTOML_DO_NOT_TRACK": "true"}
+    bentoml = str(Path(sys.executable).parent / "bentoml")
+    cmd = [bentoml, "build", "."]
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    (bento,) = (tmp_path / "bentos" / "terracover").glob("*/bento.yaml")
+    meta = yaml.safe_load(bento.read_text())
+    assert meta["service"] == "terracover.serving.service:LandCover"
+    src = bento.parent / "src" / "include" / "terracover"
+    assert (src / "serving" / "service.py").exists() and (src / "serving" / "static" / "index.html").exists()
+    reqs = (bento.parent / "env" / "python" / "requirements.txt").read_text()
+    assert "bentoml==1.4.39" in reqs and "apache-airflow" not in reqs

@@ -66,31 +66,25 @@ def test_training_set_then_approved_model(
 
 
 def test_defective_labels_fail_the_gate_readably(airflow: AirflowEnv, chain_env: dict[str, str]) -> None:
-    import pandas as pd
+    """A campaign that re-labels existing points under new ids duplicates locations: the gate names them,
+    the task fails at once (no retry) and no table is stored."""
     from terracover.labels import read_labels, write_labels
     from terracover.store import open_store
 
     s = _settings()
     store = open_store(s)
     before = store.list("datasets/")
-    year = YEAR
-    labels = read_labels(store, year=year)
-    only_two = labels[labels.class_code.isin([2, 6])].copy()
-    only_two["point_id"] = "defect-" + only_two["point_id"]
-    # move every other label of the year aside for this run: the table would only have two classes
-    for key in store.list("labels/"):
-        store.delete(key)
-    write_labels(store, only_two, "defective-campaign")
+    dup = read_labels(store, year=YEAR).head(20).copy()
+    dup["point_id"] = "dup-" + dup["point_id"]
+    write_labels(store, dup, "duplicate-campaign")
     try:
         proc = airflow.run(
-            "dags", "test", "build_training_set", "--conf", json.dumps({"year": year}), extra_env=chain_env, check=False
+            "dags", "test", "build_training_set", "--conf", json.dumps({"year": YEAR}), extra_env=chain_env, check=False
         )
         text = proc.stdout + proc.stderr
         assert "state=failed" in text, text[-3000:]
-        missing = [line for line in text.splitlines() if "classes missing from the table:" in line]
-        assert missing and "water" in missing[0], text[-3000:]
+        assert "points share their lon/lat with another point" in text and "dup-" in text, text[-3000:]
         assert text.count("[DAG TEST] running task <TaskInstance: build_training_set.build") == 1, "no retry"
         assert store.list("datasets/") == before, "a table that failed the gate must not be stored"
     finally:
-        store.delete("labels/defective-campaign.parquet")
-        write_labels(store, pd.DataFrame(labels), f"simulated-{year}")
+        store.delete("labels/duplicate-campaign.parquet")

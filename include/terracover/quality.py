@@ -129,7 +129,13 @@ def validate_training_table(df: pd.DataFrame, min_samples_per_class: int) -> Qua
         for res in result.results:
             if not res.success:
                 msg = _describe(res)
-                if cfg_type(res) == "expect_column_distinct_values_to_contain_set":
+                if cfg_type(res) == "expect_compound_columns_to_be_unique":
+                    dup = df[df.duplicated(["lon", "lat"], keep=False)]
+                    msg = (
+                        f"{len(dup)} points share their lon/lat with another point (e.g. "
+                        f"{', '.join(dup.point_id.astype(str).head(4))}): merge or drop the duplicate labels"
+                    )
+                elif cfg_type(res) == "expect_column_distinct_values_to_contain_set":
                     absent = counts[counts["count"] == 0].class_name.tolist()
                     msg = f"classes missing from the table: {', '.join(absent)}"
                 elif name == "class_counts":
