@@ -310,3 +310,17 @@ def test_no_code_path_moves_an_alias_except_registry_set_challenger_and_approve(
     assert ast.unparse(callers["set_challenger"][0].args[2]) == "CHALLENGER"
     approve_src = ast.unparse(functions["approve"])
     assert approve_src.index("isinstance(approval, Approval)") < approve_src.index("_set_alias(")
+
+
+def test_embedded_sqlite_store_keeps_artifacts_under_home(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """With the default SQLite tracking store, nothing lands in ./mlruns of the working directory."""
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    ref = register(synthetic_table(n=600), 2016, settings)
+    assert settings.mlflow_tracking_uri.startswith("sqlite:")
+    assert not (cwd / "mlruns").exists()
+    assert any((settings.home / "mlartifacts").rglob("MLmodel"))
+    assert registry.load_version(ref, settings).features

@@ -137,6 +137,16 @@ def client(settings: Settings | None = None) -> MlflowClient:
     return mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
+def _ensure_experiment(mc: MlflowClient, name: str, s: Settings) -> None:
+    """Create the year's experiment; with a local (SQLite/file) store its artifacts go under ``home``, not
+    into MLflow's default ``./mlruns`` of whatever directory the process happens to run in."""
+    if mc.get_experiment_by_name(name) is not None:
+        return
+    local = not s.mlflow_tracking_uri.startswith(("http://", "https://", "databricks"))
+    location = (s.home.expanduser().resolve() / "mlartifacts").as_uri() if local else None
+    mc.create_experiment(name, artifact_location=location)
+
+
 def git_sha() -> str:
     """The code version: ``TERRACOVER_GIT_SHA`` (images ship no .git), else ``git rev-parse HEAD``."""
     if sha := os.environ.get("TERRACOVER_GIT_SHA", "").strip():
@@ -196,6 +206,7 @@ def log_and_register(
     s = settings or get_settings()
     mc = client(s)
     name = model_name(year)
+    _ensure_experiment(mc, name, s)
     mlflow.set_experiment(name)
     lineage = {
         "git_sha": git_sha(),
