@@ -277,6 +277,8 @@ def test_browser_draws_an_aoi_and_sees_the_layer(service: str) -> None:
         page.wait_for_selector(f"#year option[value='{YEAR}']", state="attached")
         # Draw: press Draw, then click two corners inside the covered region.
         corners = [(WEST + 0.002, SOUTH + 0.002), (WEST + 0.010, SOUTH + 0.008)]
+        # Zoom to the region first (the page fits all covered subtiles, which other tests may have widened).
+        page.evaluate(f"map.fitBounds([[{SOUTH}, {WEST}], [{NORTH}, {EAST}]], {{animate: false}})")
         page.click("#draw")
         for lon, lat in corners:
             x, y = page.evaluate(
@@ -286,7 +288,11 @@ def test_browser_draws_an_aoi_and_sees_the_layer(service: str) -> None:
             assert box_ is not None
             page.mouse.click(box_["x"] + x, box_["y"] + y)
         page.click("#predict")
-        page.wait_for_selector("#result:not([hidden])", timeout=120_000)
+        try:
+            page.wait_for_selector("#result:not([hidden])", timeout=120_000)
+        except Exception:
+            page.screenshot(path=str(shots / "map-failed.png"))
+            raise AssertionError(f"no result; the page says: {page.inner_text('#status')!r}") from None
         page.wait_for_function("document.body.dataset.resultLayer === 'shown'")
         filled = page.locator(".leaflet-overlay-pane path").count()
         confidence = page.inner_text("#confidence")
