@@ -170,3 +170,10 @@ def test_an_aoi_too_thin_for_any_pixel_centre_takes_the_pixels_it_touches(stacks
     sliver = Polygon([to_wgs84(x, y) for x, y in [(x0 + 1, y0), (x0 + 3, y0), (x0 + 3, y0 - 300), (x0 + 1, y0 - 300)]])
     p = predict_aoi(validate_aoi(mapping(sliver), 500), YEAR, _model(), open_store(s), open_catalog(s), s)
     assert 25 <= p.pixels <= 40  # one column of 30 pixels (a lon/lat sliver may clip a neighbour)
+
+
+def test_kept_rows_are_bounded_per_subtile(stacks: Settings) -> None:
+    s = stacks
+    p = predict_aoi(CROSSING, YEAR, _model(), open_store(s), open_catalog(s), s, keep_rows=100)
+    assert p.pixels > 1000 and len(p.rows) <= 100 * len(p.composite_items) and len(p.rows) == len(p.row_codes)
+    assert p.rows.shape[1] == len(NAMES)

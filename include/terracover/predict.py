@@ -220,6 +220,7 @@ class _Mosaic:
     confidence: np.ndarray  # (H, W) float32, NaN = no class
     in_aoi: np.ndarray  # (H, W) bool
     all_touched: bool = False  # True for AOIs so thin that no pixel centre falls inside them
+    keep_rows: int | None = None  # feature rows kept per subtile for drift/shadow (None: all)
     rows: list[np.ndarray] = field(default_factory=list)  # per subtile (n, F) float32 feature rows classified
     row_codes: list[np.ndarray] = field(default_factory=list)
 
@@ -239,6 +240,9 @@ def _classify_part(
     codes = np.zeros(use.shape, dtype=np.uint8)
     confidence = np.full(use.shape, np.nan, dtype=np.float32)
     codes[use], confidence[use] = cls, conf
+    if mosaic.keep_rows is not None and len(X) > mosaic.keep_rows:
+        pick = np.sort(np.random.default_rng(len(X)).choice(len(X), mosaic.keep_rows, replace=False))
+        X, cls = X[pick], cls[pick]
     mosaic.rows.append(X)
     mosaic.row_codes.append(cls)
     return codes, confidence
@@ -401,11 +405,13 @@ def predict_aoi(
     fmt: Format = "cog",
     extra_features: Sequence[str] = (),
     prediction_id: str | None = None,
+    keep_rows: int | None = None,
 ) -> Prediction:
     """Classify a validated AOI (see :func:`validate_aoi`) with ``model`` and store the COG.
 
     ``extra_features`` are read alongside the model's (one pass over the stacks) and kept in ``rows``, so a
-    shadow model with other features can score the same pixels without reading again.
+    shadow model with other features can score the same pixels without reading again; ``keep_rows`` bounds
+    how many rows each subtile keeps there (a random sample), so memory does not grow with the AOI.
     """
     t0 = time.perf_counter()
     s = settings or get_settings()
@@ -420,6 +426,7 @@ def predict_aoi(
             np.full(g.shape, np.nan, dtype=np.float32),
             np.zeros(g.shape, dtype=bool),
             all_touched,
+            keep_rows,
         )
         for st, key in parts:
             _add_subtile(st, key, aoi, names, len(model.features), model, store, mosaic)

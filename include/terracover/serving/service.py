@@ -9,6 +9,7 @@ the answer has been sent.
 
 from __future__ import annotations
 
+import hmac
 import logging
 import os
 import threading
@@ -63,16 +64,16 @@ async def index(_: Request) -> Response:
 
 
 async def models_view(_: Request) -> Response:
-    return JSONResponse(_service().models_overview())
+    return JSONResponse(await _to_thread(_service().models_overview))  # catalog reads stay off the event loop
 
 
 async def reload_view(request: Request) -> Response:
     svc = _service()
     token = svc.settings.reload_token.get_secret_value()
-    if request.headers.get("authorization", "") != f"Bearer {token}":
+    if not hmac.compare_digest(request.headers.get("authorization", ""), f"Bearer {token}"):
         return JSONResponse({"error": "a valid 'Authorization: Bearer <TERRACOVER_RELOAD_TOKEN>' is required"}, 401)
     ok = await _to_thread(svc.models.request_reload)
-    body = svc.models_overview()
+    body = await _to_thread(svc.models_overview)
     return JSONResponse({"reloaded": ok, **body}, status_code=200 if ok else 503)
 
 
@@ -190,6 +191,7 @@ class LandCover:
                 self.settings,
                 fmt=format,
                 extra_features=shadow.features if shadow else (),
+                keep_rows=max(self.settings.drift_sample_px, self.settings.shadow_sample_px),
             )
             item = prediction_item(p, model, self.store, self.git_sha, self._run_link(model))
             stac = record(item, self.catalog)
