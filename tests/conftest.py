@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,7 +28,10 @@ ARTIFACTS = ROOT / "test-artifacts"
 
 @pytest.fixture
 def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
-    """Embedded-default settings rooted in a fresh temporary folder."""
+    """Embedded-default settings rooted in a fresh temporary folder (whatever TERRACOVER_* a session-scoped
+    fixture exported for its services is hidden for the test)."""
+    for key in [k for k in os.environ if k.startswith("TERRACOVER_")]:
+        monkeypatch.delenv(key)
     monkeypatch.setenv("TERRACOVER_HOME", str(tmp_path / "home"))
     get_settings.cache_clear()
     yield get_settings()

@@ -49,6 +49,7 @@ async function loadModels() {
     select.appendChild(opt);
     state.coverage[y.year] = y.coverage_bbox;
   }
+  if (body.years.length) select.value = String(Math.max(...body.years.map((y) => y.year)));  // newest first
   const legend = document.querySelector("#legend ul");
   legend.innerHTML = "";
   for (const c of body.classes) {
