@@ -106,40 +106,51 @@ def format_airflow(r: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def sections(quick: bool) -> list[tuple[str, Any, Any]]:
+    """Every section of ``make bench``: (name, run, format). One line each, so new sections add one line."""
+    size, dates = (366, (12,)) if quick else (1098, (12, 24))
+    pixels = 100_000 if quick else 1_000_000
+    requests = 60 if quick else 1000
+    return [
+        ("composite", lambda: bench_composite.run(size=size, dates=dates, repeat=2), bench_composite.format_table),
+        ("classification", lambda: bench_classify.run(pixels=pixels), bench_classify.format_table),
+        ("serving", lambda: bench_serving.run(requests=requests, clients=4, repeat=2 if quick else 5),
+         bench_serving.format_table),
+        ("airflow", airflow_parse, format_airflow),
+        ("airflow_dag_test", airflow_dag_test, format_dag_test),
+    ]  # fmt: skip
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--quick", action="store_true", help="small sizes: a smoke run, ratios only indicative")
+    p.add_argument("--only", nargs="+", metavar="SECTION", help="run these sections only (written to partial.md)")
     a = p.parse_args()
+    chosen = sections(a.quick)
+    if a.only:
+        unknown = set(a.only) - {name for name, _, _ in chosen}
+        if unknown:
+            p.error(f"unknown section(s) {sorted(unknown)}; choose from {[name for name, _, _ in chosen]}")
+        chosen = [s for s in chosen if s[0] in a.only]
     t0 = time.perf_counter()
-    sections: list[str] = []
+    tables: list[str] = []
     results: dict[str, Any] = {"machine": machine(), "when": datetime.now(UTC).isoformat(timespec="seconds")}
-
-    def section(name: str, fn: Any, fmt: Any) -> None:
+    for name, fn, fmt in chosen:
         t = time.perf_counter()
         print(f"... {name}", flush=True)
         res = fn()
         results[name] = res
         table = fmt(res)
-        sections.append(table if "\n|" in table else f"```\n{table}\n```")  # fixed-width text stays as is
+        tables.append(table if "\n|" in table else f"```\n{table}\n```")  # fixed-width text stays as is
         print(table + f"\n({name}: {time.perf_counter() - t:.0f} s)\n", flush=True)
-
-    size, dates = (366, (12,)) if a.quick else (1098, (12, 24))
-    section("composite", lambda: bench_composite.run(size=size, dates=dates, repeat=2), bench_composite.format_table)
-    pixels = 100_000 if a.quick else 1_000_000
-    section("classification", lambda: bench_classify.run(pixels=pixels), bench_classify.format_table)
-    requests = 60 if a.quick else 1000
-    section("serving", lambda: bench_serving.run(requests=requests, clients=4, repeat=2 if a.quick else 5),
-            bench_serving.format_table)  # fmt: skip
-    section("airflow", airflow_parse, format_airflow)
-    section("airflow_dag_test", airflow_dag_test, format_dag_test)
     results["total_seconds"] = time.perf_counter() - t0
     m = results["machine"]
     head = (f"# terracover benchmarks ({results['when']})\n\nMachine: {m['cpu']}, {m['cores']} cores, "
             f"{m['memory_gib']} GiB, Python {m['python']}. Total {results['total_seconds']:.0f} s"
             f"{' (quick run)' if a.quick else ''}.\n")  # fmt: skip
     RESULTS.mkdir(parents=True, exist_ok=True)
-    name = "quick" if a.quick else "latest"
-    (RESULTS / f"{name}.md").write_text(head + "\n" + "\n\n".join(sections) + "\n")
+    name = "partial" if a.only else "quick" if a.quick else "latest"
+    (RESULTS / f"{name}.md").write_text(head + "\n" + "\n\n".join(tables) + "\n")
     (RESULTS / f"{name}.json").write_text(json.dumps(results, indent=1, default=str) + "\n")
     print(f"total {results['total_seconds']:.0f} s; written to {RESULTS / name}.md/.json")
 
