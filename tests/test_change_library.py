@@ -1,0 +1,137 @@
+"""Change codes, transition matrices and the model-change share on small known arrays."""
+
+from __future__ import annotations
+
+import morecantile
+import numpy as np
+import pytest
+import rasterio
+from pyproj import Transformer
+from rasterio.features import geometry_mask
+from shapely.geometry import Point, box
+from shapely.ops import transform as shp_transform
+from sklearn.tree import DecisionTreeClassifier
+from terracover import grid
+from terracover.catalog import open_catalog
+from terracover.change import BASE, SameYearError, change_codes, colormap, detect_change, summarize, transition_counts
+from terracover.cog import write_cog
+from terracover.registry import LoadedModel
+from terracover.settings import Settings
+from terracover.stacks import stack_key
+from terracover.store import open_store
+from terracover.tiles import classified_png
+
+from tests.synthetic_stacks import write_stack
+
+
+def test_change_codes_and_transitions():
+    a = np.array([[6, 6, 2], [7, 0, 4]], dtype=np.uint8)
+    b = np.array([[2, 6, 2], [8, 4, 0]], dtype=np.uint8)
+    codes = change_codes(a, b)
+    assert codes.tolist() == [[6 * BASE + 2, 6 * BASE + 6, 2 * BASE + 2], [7 * BASE + 8, 0, 0]]
+    t = transition_counts(a, b)
+    assert t.sum() == 4 and t[6, 2] == 1 and t[6, 6] == 1 and t[7, 8] == 1 and t[2, 2] == 1
+    cmap = colormap()
+    assert cmap[0][3] == 0 and cmap[6 * BASE + 6] == cmap[2 * BASE + 2] != cmap[6 * BASE + 2]
+
+
+def test_model_change_share_separates_model_from_land():
+    # 10 pixels: 4 really changed (the same model sees it too), 2 changed only because the model changed
+    a = np.array([6, 6, 6, 6, 7, 7, 2, 2, 2, 2], dtype=np.uint8)
+    b = np.array([2, 2, 2, 2, 8, 8, 2, 2, 2, 2], dtype=np.uint8)
+    c = np.array([2, 2, 2, 2, 7, 7, 2, 2, 2, 2], dtype=np.uint8)
+    s = summarize(a, b, c, pixel_ha=0.01)
+    assert s.changed_fraction == pytest.approx(0.6)
+    assert s.model_change_share == pytest.approx(2 / 6)
+    assert s.same_model_changed_fraction == pytest.approx(0.4)
+    assert s.transition_ha == {
+        "cropland": {"herbaceousVegetation": 0.04},
+        "closedForest": {"openForest": 0.02},
+        "herbaceousVegetation": {"herbaceousVegetation": 0.04},
+    }
+    assert s.compared_ha == pytest.approx(0.1) and s.changed_ha == pytest.approx(0.06)
+
+
+def test_no_change_has_no_share():
+    a = np.full((3, 3), 7, np.uint8)
+    s = summarize(a, a, a, 0.01)
+    assert s.changed_fraction == 0.0 and s.model_change_share is None and s.same_model_changed_fraction == 0.0
+
+
+def test_grids_must_match():
+    with pytest.raises(ValueError, match="one grid"):
+        summarize(np.ones((2, 2), np.uint8), np.ones((2, 3), np.uint8), np.ones((2, 2), np.uint8), 0.01)
+
+
+# --- the whole comparison on synthetic stacks of two years --------------------------------------------------
+
+YEARS = (2022, 2023)
+SIZE = 183
+NAMES = ["summer_B04", "summer_ndvi", "dem"]
+AOI = box(-0.004, 39.951, 0.004, 39.957)  # crosses UTM zones 30/31
+CHANGED = box(-0.003, 39.952, -0.001, 39.955)  # where the second year's red band is raised: the land changed
+
+
+def _model(version: str, seed: int) -> LoadedModel:
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(0, 1.5, (3000, len(NAMES))).astype(np.float32)
+    y = np.digitize(x[:, 0] + 0.5 * x[:, 1], [0.4, 0.7, 1.0, 1.4]) + 1
+    est = DecisionTreeClassifier(max_depth=6, random_state=seed).fit(x, y)
+    return LoadedModel("landcover-x", version, f"run{version}", NAMES, est, "0" * 64, "sha")
+
+
+@pytest.fixture
+def two_years(settings: Settings) -> Settings:
+    s = settings.model_copy(update={"subtile_size": SIZE})
+    store, catalog = open_store(s), open_catalog(s)
+    for year in YEARS:
+        for st in grid.subtiles_for_geometry(AOI, SIZE):
+            values = write_stack(store, catalog, year, st, NAMES)
+            if year == YEARS[1]:
+                inside = geometry_mask(
+                    [shp_transform(Transformer.from_crs(4326, st.crs, always_xy=True).transform, CHANGED)],
+                    out_shape=st.shape,
+                    transform=st.transform,
+                    invert=True,
+                )
+                values[0][inside] += 0.5
+                with store.writer(stack_key(year, st), suffix=".tif") as path:
+                    write_cog(path, values, st.transform, st.crs, nodata=float("nan"), descriptions=NAMES)
+    return s
+
+
+def test_detect_change_finds_the_changed_patch_and_blames_models_for_the_rest(two_years: Settings) -> None:
+    store, catalog = open_store(two_years), open_catalog(two_years)
+    same = _model("1", 0)
+    ch = detect_change(AOI, YEARS[0], YEARS[1], same, same, store, catalog, two_years)
+    s = ch.summary
+    patch_px = ch.predictions["from"].pixels
+    # one model on both years: change only inside the patch, all of it land change
+    assert 0 < s.changed_fraction < 0.5 and s.model_change_share == 0.0
+    with store.open_raster(ch.key) as src:
+        codes, conf = src.read(1), src.read(2)
+        assert src.colormap(1)[0][3] == 0 and src.descriptions == ("change", "min_confidence")
+        to_wgs84 = Transformer.from_crs(src.crs, 4326, always_xy=True).transform
+        rows, cols = np.nonzero((codes > 0) & (codes // BASE != codes % BASE))
+        xs, ys = rasterio.transform.xy(src.transform, rows, cols)
+    lon, lat = to_wgs84(np.asarray(xs), np.asarray(ys))
+    assert all(CHANGED.buffer(0.0002).contains(Point(x, y)) for x, y in zip(lon, lat, strict=True))
+    assert ((codes > 0) == (conf > 0)).all() and patch_px > 0
+
+    # a different to-year model: more apparent change, and the extra part is reported as model change
+    other = _model("2", 7)
+    ch2 = detect_change(AOI, YEARS[0], YEARS[1], same, other, store, catalog, two_years)
+    assert ch2.summary.changed_fraction > s.changed_fraction
+    assert ch2.summary.model_change_share > 0
+    land = ch2.summary.changed_fraction * (1 - ch2.summary.model_change_share)
+    assert land == pytest.approx(s.changed_fraction, abs=0.02)
+    png = classified_png(store, ch2.key, *_tile_of(AOI.centroid, 15))
+    assert png is not None and png[:4] == b"\x89PNG"
+
+    with pytest.raises(SameYearError):
+        detect_change(AOI, 2022, 2022, same, same, store, catalog, two_years)
+
+
+def _tile_of(p: Point, z: int) -> tuple[int, int, int]:
+    t = morecantile.tms.get("WebMercatorQuad").tile(p.x, p.y, z)
+    return t.z, t.x, t.y
