@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from terracover.classes import CLASS_BY_CODE
+from terracover.missing import classifiable_rows
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -159,4 +160,9 @@ def evaluate_model(estimator: Any, table: pd.DataFrame, features: Sequence[str],
     from terracover.train import split_xy
 
     x, y = split_xy(table, features, split)
-    return evaluate(y, estimator.predict(x), labels=sorted(set(y.tolist()) | {int(c) for c in estimator.classes_}))
+    # A row the model cannot see (terracover.missing) is predicted "unclassified" (0): an error for its class.
+    predicted = np.zeros(len(y), dtype=np.int64)
+    seen = classifiable_rows(estimator, x)
+    if seen.any():
+        predicted[seen] = estimator.predict(x[seen])
+    return evaluate(y, predicted, labels=sorted(set(y.tolist()) | {int(c) for c in estimator.classes_}))

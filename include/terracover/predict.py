@@ -40,6 +40,7 @@ from terracover.catalog import COMPOSITES_COLLECTION, Catalog
 from terracover.cog import write_cog
 from terracover.fastpath import compile_proba
 from terracover.features import select_bands
+from terracover.missing import UNCLASSIFIED, classifiable_rows
 from terracover.settings import Settings, get_settings
 from terracover.stacks import stack_item_id
 from terracover.store import ObjectStore
@@ -196,20 +197,29 @@ def _proba_fn(est: Any) -> Callable[[np.ndarray], np.ndarray]:
 
 
 def classify(model: LoadedModel, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Class codes (uint8) and max class probability (float32) of each row of ``X`` (the model's features)."""
+    """Class codes (uint8) and max class probability (float32) of each row of ``X`` (the model's features).
+
+    Rows the model cannot see (:func:`terracover.missing.classifiable_rows`: a NaN or infinite feature, unless
+    the model declared it accepts missing values) come back unclassified, code 0 and confidence NaN, and the
+    other rows of the same call are classified: one bad row never fails or skews the batch.
+    """
     est = model.estimator
     codes = np.asarray(est.classes_).astype(np.uint8)
     proba_fn = _proba_fn(est)
-    out_cls = np.zeros(len(X), dtype=np.uint8)
-    out_conf = np.zeros(len(X), dtype=np.float32)
+    out_cls = np.full(len(X), UNCLASSIFIED, dtype=np.uint8)
+    out_conf = np.full(len(X), np.nan, dtype=np.float32)
+    ok = classifiable_rows(est, X)
+    rows = np.flatnonzero(ok)
     with warnings.catch_warnings():
         # Estimators fitted on DataFrames warn on plain arrays; the column order is the model's feature list.
         warnings.filterwarnings("ignore", message="X does not have valid feature names")
-        for start in range(0, len(X), PROBA_BLOCK):
-            proba = proba_fn(X[start : start + PROBA_BLOCK])
+        for start in range(0, len(rows), PROBA_BLOCK):
+            idx = rows[start : start + PROBA_BLOCK]
+            block = X[idx[0] : idx[-1] + 1] if len(idx) == idx[-1] - idx[0] + 1 else X[idx]
+            proba = proba_fn(block)
             best = proba.argmax(axis=1)
-            out_cls[start : start + PROBA_BLOCK] = codes[best]
-            out_conf[start : start + PROBA_BLOCK] = proba[np.arange(len(best)), best]
+            out_cls[idx] = codes[best]
+            out_conf[idx] = proba[np.arange(len(best)), best]
     return out_cls, out_conf
 
 

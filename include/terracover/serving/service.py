@@ -261,11 +261,19 @@ class LandCover:
                 pick = np.random.default_rng(0).choice(len(rows), limit, replace=False)
                 rows, codes = rows[pick], codes[pick]
             cols = [p.feature_names.index(f) for f in shadow.features]
+            # Rows were filtered on the champion's columns only: the shadow leaves the ones it cannot see
+            # unclassified (code 0), and agreement counts the rows both models classified.
             shadow_codes, shadow_conf = classify(shadow, np.ascontiguousarray(rows[:, cols]))
-            agreement = float((shadow_codes == codes).mean()) if len(codes) else float("nan")
+            both = (shadow_codes > 0) & (codes > 0)
+            if not both.any():
+                log.info(
+                    "shadow %s v%s on %s: no pixel both models classify", shadow.name, shadow.version, p.prediction_id
+                )
+                return
+            agreement = float((shadow_codes[both] == codes[both]).mean())
             y = str(p.year)
             self.metrics.shadow_agreement.labels(y, champion.version, shadow.version).observe(agreement)
-            self.metrics.shadow_confidence.labels(y, shadow.version).observe(float(shadow_conf.mean()))
+            self.metrics.shadow_confidence.labels(y, shadow.version).observe(float(shadow_conf[both].mean()))
             log.info(
                 "shadow %s v%s on %s: agreement %.3f with v%s",
                 shadow.name,
