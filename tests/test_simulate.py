@@ -11,7 +11,7 @@ import rasterio
 from terracover import grid
 from terracover.bands import BAND_BY_ASSET
 from terracover.classes import CLASS_CODES
-from terracover.simulate import SimulationConfig, load_archive, simulate_archive, true_classes
+from terracover.simulate import LandChange, SimulationConfig, load_archive, simulate_archive, true_classes
 
 REGION = (-0.012, 39.950, 0.012, 39.962)  # crosses the UTM 30/31 boundary
 
@@ -96,3 +96,19 @@ def test_labels_cover_every_class_and_match_the_truth(archive_dir: Path) -> None
     agreement = (truth == labels.class_code.to_numpy()).mean()
     assert 0.95 < agreement < 1.0  # 2% label noise, some flips land on the true class
     assert labels.point_id.is_unique and labels.validated.all()
+
+
+def test_declared_land_change_applies_from_its_year_inside_its_box_only() -> None:
+    change = LandChange.parse("-0.010,39.952,-0.006,39.956,1,2024")
+    rng = np.random.default_rng(3)
+    lon, lat = rng.uniform(-0.012, 0.012, 4000), rng.uniform(39.950, 39.962, 4000)
+    inside = (lon >= -0.010) & (lon <= -0.006) & (lat >= 39.952) & (lat <= 39.956)
+    before = true_classes(lon, lat, 2023, changes=[change])
+    assert (before == true_classes(lon, lat, 2023)).all()
+    after = true_classes(lon, lat, 2024, changes=[change])
+    assert (after[inside] == 1).all() and inside.any()
+    assert (after[~inside] == true_classes(lon, lat, 2024)[~inside]).all()
+    with pytest.raises(ValueError, match="W,S,E,N"):
+        LandChange.parse("1,2,3")
+    with pytest.raises(ValueError, match="class 12"):
+        LandChange.parse("0,0,1,1,12,2024")

@@ -15,6 +15,7 @@ import argparse
 import hashlib
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -61,6 +62,29 @@ _URBAN_FRACTION = {1: 0.85}
 _SCENE_BANDS = (*SPECTRAL_BANDS, SCL.name)
 
 
+@dataclass(frozen=True)
+class LandChange:
+    """A declared land-cover change: from ``year`` on, the lon/lat box ``bbox`` is class ``to_class``.
+
+    Deterministic and known in advance, so tests and the demo can check that change detection finds it."""
+
+    bbox: tuple[float, float, float, float]
+    to_class: int
+    year: int
+
+    @classmethod
+    def parse(cls, text: str) -> LandChange:
+        """``"W,S,E,N,CLASS,YEAR"`` (the ``--land-change`` option)."""
+        parts = [p.strip() for p in text.split(",")]
+        if len(parts) != 6:
+            raise ValueError(f"--land-change wants W,S,E,N,CLASS,YEAR (got {text!r})")
+        w, s, e, n = (float(p) for p in parts[:4])
+        code, year = int(parts[4]), int(parts[5])
+        if code not in CLASS_CODES:
+            raise ValueError(f"--land-change class {code} is not one of {CLASS_CODES}")
+        return cls((w, s, e, n), code, year)
+
+
 @dataclass
 class SimulationConfig:
     region_bbox: tuple[float, float, float, float]
@@ -71,6 +95,7 @@ class SimulationConfig:
     label_points: int = 900
     label_noise: float = 0.02
     subtile_size: int = 1098  # scenes cover the region snapped out to whole subtiles, like ingestion reads
+    land_changes: tuple[LandChange, ...] = ()
 
 
 @dataclass
@@ -133,11 +158,14 @@ def _noise_quantiles() -> np.ndarray:
 _NOISE_QUANTILES = _noise_quantiles()
 
 
-def true_classes(lon: np.ndarray, lat: np.ndarray, year: int, seed: int = 42) -> np.ndarray:
+def true_classes(
+    lon: np.ndarray, lat: np.ndarray, year: int, seed: int = 42, changes: Sequence[LandChange] = ()
+) -> np.ndarray:
     """The simulated land cover (class codes 1-9) at lon/lat points.
 
     Layers of uniform noise at a few hundred metres to a kilometre, so every class appears in a region of a
-    few kilometres; later layers win (water over everything, then built-up, forests...).
+    few kilometres; later layers win (water over everything, then built-up, forests...). Declared
+    ``changes`` in force in ``year`` win over all of them.
     """
     x, y = metric_xy(np.asarray(lon, dtype=np.float64), np.asarray(lat, dtype=np.float64))
     wet = _uniform(value_noise(x, y, 700, seed + 1))
@@ -161,6 +189,11 @@ def true_classes(lon: np.ndarray, lat: np.ndarray, year: int, seed: int = 42) ->
     cls[urban > 0.9] = 1
     cls[wet < 0.1] = 5
     cls[wet < 0.06] = 4
+    lon_a, lat_a = np.asarray(lon), np.asarray(lat)
+    for ch in changes:
+        if year >= ch.year:
+            w, s, e, n = ch.bbox
+            cls[(lon_a >= w) & (lon_a <= e) & (lat_a >= s) & (lat_a <= n)] = ch.to_class
     return cls
 
 
@@ -330,7 +363,7 @@ def simulate_scenes(cfg: SimulationConfig, out_dir: Path) -> list[pystac.Item]:
         if bounds is None:
             continue
         frames = {res: _lonlat_grid(t, bounds, res) for res in (10, 20, 60)}
-        classes = {res: true_classes(*frames[res], cfg.year, cfg.seed) for res in frames}
+        classes = {res: true_classes(*frames[res], cfg.year, cfg.seed, cfg.land_changes) for res in frames}
         for k, day in enumerate(days):
             season = _season_index(day, cfg.year)
             folder = out_dir / str(cfg.year) / "scenes" / t.name / day.isoformat()
@@ -396,7 +429,7 @@ def simulate_labels(cfg: SimulationConfig, n: int | None = None, id_prefix: str 
     w, s, e, nn = cfg.region_bbox
     cand_lon = rng.uniform(w, e, 40 * n)
     cand_lat = rng.uniform(s, nn, 40 * n)
-    cls = true_classes(cand_lon, cand_lat, cfg.year, cfg.seed)
+    cls = true_classes(cand_lon, cand_lat, cfg.year, cfg.seed, cfg.land_changes)
     per_class = max(1, n // len(CLASS_CODES))
     picks = []
     for code in CLASS_CODES:
@@ -461,6 +494,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seed", type=int, default=s.random_seed)
     p.add_argument("--out", type=Path, default=s.home / "archive")
     p.add_argument("--no-labels", action="store_true", help="do not drop labels into the store")
+    p.add_argument(
+        "--land-change",
+        type=LandChange.parse,
+        action="append",
+        default=[],
+        metavar="W,S,E,N,CLASS,YEAR",
+        help="from YEAR on, the lon/lat box is class CLASS (repeatable): known change for tests and the demo",
+    )
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     store = open_store(s)
@@ -472,6 +513,7 @@ def main(argv: list[str] | None = None) -> None:
             args.seed,
             label_points=args.label_points,
             subtile_size=s.subtile_size,
+            land_changes=tuple(args.land_change),
         )
         archive = simulate_archive(cfg, args.out)
         print(f"simulated {year}: {len(archive.scene_items)} scenes, {len(archive.labels)} labels -> {args.out}")
