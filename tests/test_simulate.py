@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
+from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +13,17 @@ import rasterio
 from terracover import grid
 from terracover.bands import BAND_BY_ASSET
 from terracover.classes import CLASS_CODES
-from terracover.simulate import LandChange, SimulationConfig, load_archive, simulate_archive, true_classes
+from terracover.simulate import (
+    LandChange,
+    SimulationConfig,
+    acquisitions,
+    load_archive,
+    plan_scenes,
+    relative_orbit,
+    simulate_archive,
+    true_classes,
+    weather_cover,
+)
 
 REGION = (-0.012, 39.950, 0.012, 39.962)  # crosses the UTM 30/31 boundary
 
@@ -112,3 +124,38 @@ def test_declared_land_change_applies_from_its_year_inside_its_box_only() -> Non
         LandChange.parse("1,2,3")
     with pytest.raises(ValueError, match="class 12"):
         LandChange.parse("0,0,1,1,12,2024")
+
+
+def test_five_day_revisit_with_orbit_consistent_dates() -> None:
+    here, east = grid.tile("30SYK"), grid.tile("31SDE")  # ~2.5 degrees east: the next track
+    for t in (here, east):
+        acqs = acquisitions(t, 2023)
+        gaps = {(b.day - a.day).days for a, b in itertools.pairwise(acqs)}
+        assert gaps == {5} and 72 <= len(acqs) <= 74  # Sentinel-2 A+B: ~73 overpasses a stack year
+        assert {a.platform for a in acqs[::2]} | {a.platform for a in acqs[1::2]} == {"sentinel-2a", "sentinel-2b"}
+        assert len({a.platform for a in acqs[::2]}) == 1  # A and B alternate
+    r_here, r_east = acquisitions(here, 2023)[0].relative_orbit, acquisitions(east, 2023)[0].relative_orbit
+    assert (r_here - r_east) % 143 == 43  # the track east is flown 43 orbits (three days) earlier
+    assert relative_orbit(0.06) == 51
+
+
+def test_cloud_climatology_is_cloudier_in_winter_and_configurable() -> None:
+    def mean_cover(climate: str, months: tuple[int, ...]) -> float:
+        days = [date(2023, m, d) for m in months for d in range(1, 29)]
+        return float(np.mean([weather_cover(d, climate, 42) for d in days]))
+
+    assert mean_cover("mediterranean", (12, 1, 2)) > mean_cover("mediterranean", (6, 7, 8)) + 0.15
+    assert mean_cover("temperate", (6, 7, 8)) > mean_cover("mediterranean", (6, 7, 8)) + 0.2
+    with pytest.raises(ValueError, match="12 monthly"):
+        SimulationConfig(REGION, 2023, climate=[50.0] * 11)
+
+
+def test_scene_filter_and_thin_archive(archive_dir: Path) -> None:
+    plans = plan_scenes(SimulationConfig(REGION, 2023, subtile_size=366, climate="temperate", max_cloud_cover=60))
+    for plan in plans:
+        assert len(plan.acquisitions) >= 72
+        assert all(plan.cloud_cover[i] <= 60 for i in plan.kept)
+        assert 0 < len(plan.kept) < len(plan.acquisitions)  # the filter drops the overcast scenes
+    thin = load_archive(archive_dir).scene_items  # dates_per_season=1: one kept overpass per season and tile
+    assert len(thin) == 2 * 4 and all(i.properties["eo:cloud_cover"] <= 80 for i in thin)
+    assert {i.properties["sat:relative_orbit"] for i in thin} == {51}

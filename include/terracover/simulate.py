@@ -25,6 +25,7 @@ import pandas as pd
 import pystac
 from affine import Affine
 from pyproj import Transformer
+from scipy import ndimage
 from shapely.geometry import box, mapping
 from shapely.ops import transform as shp_transform
 
@@ -37,7 +38,7 @@ from terracover.features import SEASONS
 log = logging.getLogger(__name__)
 
 # Endmember reflectance for B01..B12 (the 12 reflectance bands, ESA order incl. B8A).
-_REFL_BANDS = [b.name for b in BANDS if b.is_reflectance]
+_REFL_BAND_SPECS = [b for b in BANDS if b.is_reflectance]
 _ENDMEMBERS = {
     "veg": [0.03, 0.03, 0.07, 0.03, 0.10, 0.30, 0.38, 0.42, 0.44, 0.44, 0.20, 0.09],
     "soil": [0.10, 0.12, 0.16, 0.21, 0.24, 0.26, 0.28, 0.30, 0.31, 0.31, 0.38, 0.32],
@@ -87,15 +88,30 @@ class LandChange:
 
 @dataclass
 class SimulationConfig:
+    """What to simulate. The defaults are a realistic archive: every Sentinel-2 A+B overpass of the year (5-day
+    revisit), clouds from ``climate``, scenes above ``max_cloud_cover`` dropped as ingestion drops them.
+    ``dates_per_season`` makes a thin archive instead (that many kept overpasses per season: fast tests)."""
+
     region_bbox: tuple[float, float, float, float]
     year: int
-    dates_per_season: int = 3
+    dates_per_season: int | None = None
     seed: int = 42
-    cloud_fraction: float = 0.35
+    climate: str | Sequence[float] = "mediterranean"  # a CLOUD_CLIMATES name or 12 monthly mean covers (%)
+    persistent_cloud: float = 0.03  # share of the land under persistent cloud (cloudy on most days)
+    max_cloud_cover: float = 80.0  # the ingestion's scene filter (settings.max_cloud_cover)
     label_points: int = 900
     label_noise: float = 0.02
     subtile_size: int = 1098  # scenes cover the region snapped out to whole subtiles, like ingestion reads
     land_changes: tuple[LandChange, ...] = ()
+
+    def __post_init__(self) -> None:
+        monthly_cloud_cover(self.climate)
+        if self.dates_per_season is not None and self.dates_per_season < 1:
+            raise ValueError(
+                f"dates_per_season must be at least 1 (or None for every overpass), got {self.dates_per_season}"
+            )
+        if not 0 <= self.persistent_cloud < 1:
+            raise ValueError(f"persistent_cloud is a share of the area in [0, 1), got {self.persistent_cloud}")
 
 
 @dataclass
@@ -103,6 +119,7 @@ class SimulatedArchive:
     scene_items: list[pystac.Item] = field(default_factory=list)
     dem_items: list[pystac.Item] = field(default_factory=list)
     labels: pd.DataFrame = field(default_factory=pd.DataFrame)
+    plans: list[TilePlan] = field(default_factory=list)
 
 
 # --- deterministic value noise in a common metric frame ------------------------------------------------------
@@ -205,20 +222,104 @@ def elevation(lon: np.ndarray, lat: np.ndarray, seed: int = 42) -> np.ndarray:
     return (20 + 400 * np.clip(wet - 0.1, 0, None) * hills + 40 * value_noise(x, y, 400, seed + 12)).astype(np.float32)
 
 
+# --- the acquisition plan: Sentinel-2 A+B orbits, then the weather -------------------------------------------
+
+RELATIVE_ORBITS = 143  # per 10-day repeat cycle of one satellite
+ORBITS_PER_DAY = 14.3
+REVISIT_DAYS = 5  # Sentinel-2A and 2B fly 180 degrees apart on the same tracks: a track every 5 days
+_TRACK_SPACING_DEG = 360.0 / RELATIVE_ORBITS  # neighbouring tracks at the equator
+_NEXT_TRACK_WEST = 43  # each orbit lands 10 tracks west of the last, so the western neighbour is orbit R+43
+_EPOCH = date(2017, 1, 1)  # a day Sentinel-2A flew relative orbit 1: the model's epoch, not the real ephemeris
+_REFERENCE_TRACK = (0.06, 51)  # (longitude, relative orbit) of one track: R051 over the demo region
+
+
+def relative_orbit(lon: float) -> int:
+    """The relative orbit whose (descending, nadir) track runs nearest ``lon``.
+
+    Tracks are 360/143 degrees apart and consecutive orbits land 10 tracks west of each other, so the track
+    east of orbit R is flown by R-43, three days earlier: neighbouring tiles differ consistently, as in reality.
+    A tile in the ~30 km side-lap of two tracks is given its nearest one only.
+    """
+    tracks_east = round((lon - _REFERENCE_TRACK[0]) / _TRACK_SPACING_DEG)
+    return (_REFERENCE_TRACK[1] - 1 - _NEXT_TRACK_WEST * tracks_east) % RELATIVE_ORBITS + 1
+
+
+@dataclass(frozen=True)
+class Acquisition:
+    """One overpass of a tile: the day, which satellite, and its relative orbit."""
+
+    day: date
+    platform: str
+    relative_orbit: int
+
+
+def acquisitions(t: grid.Tile, year: int) -> list[Acquisition]:
+    """Every overpass of tile ``t`` within the seasons of ``year`` (winter starts the December before).
+
+    Sentinel-2A flies relative orbit R on day (R-1)/14.3 of every 10-day cycle, Sentinel-2B five days later:
+    one tile is seen every 5 days, ~73 times a stack year, before any cloud filter.
+    """
+    orbit = relative_orbit(float(t.footprint_wgs84.centroid.x))
+    first = _EPOCH.toordinal() + int((orbit - 1) / ORBITS_PER_DAY)
+    start, _ = SEASONS[0].window(year)
+    _, end = SEASONS[-1].window(year)
+    k = -((first - start.toordinal()) // REVISIT_DAYS)  # first overpass on or after the season start
+    out = []
+    for day in range(first + k * REVISIT_DAYS, end.toordinal() + 1, REVISIT_DAYS):
+        platform = "sentinel-2a" if ((day - first) // REVISIT_DAYS) % 2 == 0 else "sentinel-2b"
+        out.append(Acquisition(date.fromordinal(day), platform, orbit))
+    return out
+
+
+# Mean scene cloud cover (%) per calendar month, January..December. Cloudier winters everywhere; the levels
+# follow the usual ranking of Sentinel-2 scene statistics (dry Mediterranean summers, overcast Atlantic winters).
+CLOUD_CLIMATES: dict[str, tuple[float, ...]] = {
+    "mediterranean": (42, 40, 36, 34, 28, 16, 9, 12, 24, 34, 40, 44),
+    "temperate": (76, 70, 62, 55, 52, 48, 45, 44, 50, 62, 74, 78),
+    "atlantic": (82, 77, 70, 62, 58, 56, 55, 55, 60, 70, 79, 84),
+    "arid": (18, 16, 14, 12, 8, 4, 3, 4, 6, 10, 14, 18),
+}
+_CLOUD_COVER_SPREAD = 1.0  # Beta(a, b) with a + b = 1: U-shaped, many clear and many overcast scenes, as observed
+
+
+def monthly_cloud_cover(climate: str | Sequence[float]) -> tuple[float, ...]:
+    """The 12 monthly means (%) of a named climate, or of 12 numbers given directly."""
+    if isinstance(climate, str):
+        if climate not in CLOUD_CLIMATES:
+            raise ValueError(f"unknown cloud climate {climate!r}; choose one of {sorted(CLOUD_CLIMATES)} or 12 numbers")
+        return CLOUD_CLIMATES[climate]
+    means = tuple(float(v) for v in climate)
+    if len(means) != 12 or not all(0 <= v <= 100 for v in means):
+        raise ValueError(f"a cloud climate is 12 monthly mean cover percentages in [0, 100], got {climate!r}")
+    return means
+
+
+def weather_cover(day: date, climate: str | Sequence[float], seed: int) -> float:
+    """The day's cloud amount (fraction of the sky) over the region, drawn from the month's climatology.
+
+    A function of the day only: tiles seen on the same day share the weather (the cloud field is a function of
+    position), tiles on other orbits see other days.
+    """
+    mean = min(max(monthly_cloud_cover(climate)[day.month - 1] / 100.0, 0.005), 0.995)
+    rng = np.random.default_rng([seed, day.toordinal()])
+    return float(rng.beta(mean * _CLOUD_COVER_SPREAD, (1 - mean) * _CLOUD_COVER_SPREAD))
+
+
 # --- scenes --------------------------------------------------------------------------------------------------
 
+_CLOUD_SCALE_M = 1800.0
+_SHADOW_OFFSET_M = (350.0, -250.0)  # sun from the south-west: shadows fall north-east of clouds
+_PERSISTENT_BOOST = 0.35  # added to the cloud field where cloud persists (relief, coast): cloudy most days
 
-def scene_dates(year: int, per_season: int, seed: int) -> list[date]:
-    """``per_season`` acquisition dates spread over each season, jittered like real revisit gaps."""
-    rng = np.random.default_rng(seed + year)
-    days: list[date] = []
-    for season in SEASONS:
-        start, end = season.window(year)
-        span = (end - start).days
-        for k in range(per_season):
-            offset = int((k + 0.5) * span / per_season + rng.integers(-4, 5))
-            days.append(date.fromordinal(start.toordinal() + min(max(offset, 0), span)))
-    return days
+
+def _fbm_quantiles() -> np.ndarray:
+    """Quantiles of the cloud field's distribution, so a wanted cover maps onto a threshold without sorting."""
+    rng = np.random.default_rng(1)
+    sample = _fbm(rng.uniform(0, 1e7, 100_000), rng.uniform(0, 1e7, 100_000), _CLOUD_SCALE_M, 3)
+    return np.quantile(sample, np.linspace(0, 1, 1001))
+
+
+_FBM_QUANTILES = _fbm_quantiles()
 
 
 def _lonlat_grid(t: grid.Tile, bounds: tuple[float, float, float, float], res: int) -> tuple[np.ndarray, np.ndarray]:
@@ -237,20 +338,18 @@ def _season_index(day: date, year: int) -> int:
     raise ValueError(f"{day} is outside the seasons of {year}")
 
 
-def _render(
-    lon: np.ndarray,
-    lat: np.ndarray,
-    classes: np.ndarray,
-    day: date,
-    season: int,
-    cfg: SimulationConfig,
-    clouds: dict[str, np.ndarray],
+def _surface(
+    lon: np.ndarray, lat: np.ndarray, classes: np.ndarray, season: int, bands: Sequence[int], seed: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(12, H, W) reflectance and (H, W) SCL for one date at one resolution."""
+    """Cloud-free reflectance (len(bands), H, W) of one season and its clear-sky SCL (H, W).
+
+    Computed once per tile, resolution and season and shared by every date of the season (dates differ by
+    their noise and their clouds only).
+    """
     x, y = metric_xy(lon, lat)
     veg = np.choose(classes.astype(np.int64) - 1, [np.float32(_PHENOLOGY[c][season]) for c in CLASS_CODES])
     # within-class variability: some fields greener than others, slowly varying in space and time
-    veg = np.clip(veg * (0.8 + 0.4 * value_noise(x, y, 300, cfg.seed + 20 + season)), 0, 1).astype(np.float32)
+    veg = np.clip(veg * (0.8 + 0.4 * value_noise(x, y, 300, seed + 20 + season)), 0, 1).astype(np.float32)
     water = np.zeros_like(veg)
     urban = np.zeros_like(veg)
     for code, frac in _WATER_FRACTION.items():
@@ -260,41 +359,118 @@ def _render(
     veg = np.minimum(veg, 1 - water - urban)
     soil = np.clip(1 - veg - water - urban, 0, 1)
     fractions = np.stack([veg, soil, water, urban])  # (4, H, W)
-    refl = np.einsum("ehw,eb->bhw", fractions, _EM)
-    rng = np.random.default_rng(int(day.strftime("%Y%m%d")) + cfg.seed)
-    refl *= 1 + rng.normal(0, 0.04, size=refl.shape[1:]).astype(np.float32)
-    refl += rng.normal(0, 0.004, size=refl.shape).astype(np.float32)
-
+    refl = np.einsum("ehw,eb->bhw", fractions, _EM[:, list(bands)]).astype(np.float32)
     scl = np.where(classes == 4, 6, np.where(veg > 0.35, 4, 5)).astype(np.uint8)
-    cirrus, medium, dense, shadow = clouds["cirrus"], clouds["medium"], clouds["dense"], clouds["shadow"]
-    refl[:, cirrus] += 0.05
-    scl[cirrus] = 10
-    refl[:, shadow] *= 0.35
-    scl[shadow] = 3
-    cloud = medium | dense
-    brightness = 0.35 + 0.25 * value_noise(x, y, 200, cfg.seed + 30)
-    refl[:, cloud] = (brightness[cloud] * (1 + 0.05 * np.arange(12)[:, None] / 12)).astype(np.float32)
-    scl[medium] = 8
-    scl[dense] = 9
-    return np.clip(refl, 0.0001, 1.5), scl
+    return refl, scl
 
 
-def _clouds(lon: np.ndarray, lat: np.ndarray, day: date, cfg: SimulationConfig) -> dict[str, np.ndarray]:
-    """Cloud, shadow and cirrus masks of one date, as a function of position (so all resolutions agree)."""
-    x, y = metric_xy(lon, lat)
+@dataclass
+class _CloudMasks:
+    """One date's cloud, shadow and cirrus masks at 20 m (SCL's resolution); other resolutions derive from it."""
+
+    dense: np.ndarray
+    medium: np.ndarray
+    shadow: np.ndarray
+    cirrus: np.ndarray
+
+    @property
+    def cover(self) -> float:
+        """The scene's eo:cloud_cover (%): SCL cloud medium + high + thin cirrus, as Sen2Cor counts it."""
+        return 100.0 * float((self.dense | self.medium | self.cirrus).mean())
+
+    def at(self, res: int) -> _CloudMasks:
+        if res == 20:
+            return self
+        if res == 10:
+            grow = lambda m: np.repeat(np.repeat(m, 2, axis=0), 2, axis=1)  # noqa: E731
+            return _CloudMasks(grow(self.dense), grow(self.medium), grow(self.shadow), grow(self.cirrus))
+        if res == 60:
+            pick = lambda m: np.ascontiguousarray(m[1::3, 1::3])  # noqa: E731
+            return _CloudMasks(pick(self.dense), pick(self.medium), pick(self.shadow), pick(self.cirrus))
+        raise ValueError(f"no cloud masks at {res} m")
+
+
+@dataclass
+class _TileFrame:
+    """What never changes between the dates of one tile: grids, classes, seasonal surfaces, static fields."""
+
+    bounds: tuple[float, float, float, float]
+    lonlat: dict[int, tuple[np.ndarray, np.ndarray]]
+    classes: dict[int, np.ndarray]
+    cloud_xy: tuple[np.ndarray, np.ndarray]  # 60 m metric coordinates the cloud field is evaluated on
+    persistence: np.ndarray  # 60 m: how much the cloud field is raised where cloud persists
+    cloud_brightness: dict[int, np.ndarray]
+    atmosphere: np.ndarray  # 20 m: static spatial pattern of aerosol and water vapour
+    surfaces: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+
+    def surface(self, res: int, season: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        if (res, season) not in self.surfaces:
+            lon, lat = self.lonlat[res]
+            bands = [i for i, b in enumerate(_REFL_BAND_SPECS) if b.resolution_m == res]
+            self.surfaces[res, season] = _surface(lon, lat, self.classes[res], season, bands, seed)
+        return self.surfaces[res, season]
+
+
+def _tile_frame(t: grid.Tile, bounds: tuple[float, float, float, float], cfg: SimulationConfig) -> _TileFrame:
+    lonlat = {res: _lonlat_grid(t, bounds, res) for res in (10, 20, 60)}
+    classes = {res: true_classes(*lonlat[res], cfg.year, cfg.seed, cfg.land_changes) for res in lonlat}
+    x60, y60 = metric_xy(*lonlat[60])
+    area = cfg.persistent_cloud
+    if area > 0:
+        u = _uniform(value_noise(x60, y60, 1500, cfg.seed + 40))
+        persistence = _PERSISTENT_BOOST * np.clip((u - (1 - area)) / (0.5 * area), 0, 1)
+    else:
+        persistence = np.zeros_like(x60)
+    brightness = {}
+    for res in (10, 20, 60):
+        x, y = metric_xy(*lonlat[res])
+        brightness[res] = (0.35 + 0.25 * value_noise(x, y, 200, cfg.seed + 30)).astype(np.float32)
+    atmosphere = value_noise(*lonlat[20], 0.2, cfg.seed + 50)
+    return _TileFrame(bounds, lonlat, classes, (x60, y60), persistence, brightness, atmosphere)
+
+
+def _upsample3(field60: np.ndarray, shape20: tuple[int, int]) -> np.ndarray:
+    """A 60 m field onto the 20 m grid of the same bounds, bilinear (pixel centres aligned)."""
+    return ndimage.zoom(field60, 3, order=1, mode="nearest", grid_mode=True)[: shape20[0], : shape20[1]]
+
+
+def _clouds(frame: _TileFrame, day: date, cfg: SimulationConfig) -> _CloudMasks:
+    """The date's masks: a cloud field (a function of position and day) cut where the day's amount says."""
     key = int(day.strftime("%Y%m%d")) + cfg.seed
-    amount = np.random.default_rng(key).uniform(0, 2 * cfg.cloud_fraction)  # clear days and overcast days
-    thr = float(np.clip(1 - amount, 0.05, 1.01))
-    field_ = _fbm(x, y, 1800, key)
-    # the noise is roughly normal around 0.5: map the wanted cover onto its quantiles
-    cut = float(np.quantile(field_, min(thr, 1.0))) if thr < 1 else 2.0
-    dense = field_ > cut + 0.04
-    medium = (field_ > cut) & ~dense
-    sx, sy = 350.0, -250.0  # sun from the south-west: shadows fall north-east of clouds
-    shadow_field = _fbm(x - sx, y - sy, 1800, key)
-    shadow = (shadow_field > cut) & ~(dense | medium)
-    cirrus = (value_noise(x, y, 3000, key + 5) > 0.8) & ~(dense | medium | shadow)
-    return {"dense": dense, "medium": medium, "shadow": shadow, "cirrus": cirrus}
+    amount = weather_cover(day, cfg.climate, cfg.seed)
+    x, y = frame.cloud_xy
+    shape20 = frame.classes[20].shape
+    cut = float(np.interp(1 - amount, np.linspace(0, 1, _FBM_QUANTILES.size), _FBM_QUANTILES)) if amount > 0 else 2.0
+    cloud = _upsample3(_fbm(x, y, _CLOUD_SCALE_M, key) + frame.persistence, shape20)
+    sx, sy = _SHADOW_OFFSET_M
+    shade = _upsample3(_fbm(x - sx, y - sy, _CLOUD_SCALE_M, key) + frame.persistence, shape20)
+    dense = cloud > cut + 0.04
+    medium = (cloud > cut) & ~dense
+    shadow = (shade > cut) & ~(dense | medium)
+    rng = np.random.default_rng(key)
+    cirrus_cut = 0.75 + 0.25 * rng.random()  # thin cirrus on some days, none on most
+    cirrus = _upsample3(value_noise(x, y, 3000, key + 5), shape20) > cirrus_cut
+    cirrus &= ~(dense | medium | shadow)
+    return _CloudMasks(dense, medium, shadow, cirrus)
+
+
+def _observe(
+    surface: np.ndarray, clear_scl: np.ndarray, clouds: _CloudMasks, brightness: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """One date's (bands, H, W) reflectance and (H, W) SCL: the season's surface, sensor noise, then clouds."""
+    gain = 1 + 0.04 * rng.standard_normal(surface.shape[1:], dtype=np.float32)
+    refl = surface * gain + 0.004 * rng.standard_normal(surface.shape, dtype=np.float32)
+    cloud = clouds.dense | clouds.medium
+    ramp = np.float32(0.05) / 12 * np.arange(surface.shape[0], dtype=np.float32)[:, None, None]
+    refl = np.where(clouds.cirrus, refl + np.float32(0.05), refl)
+    refl = np.where(clouds.shadow, refl * np.float32(0.35), refl)
+    refl = np.where(cloud, brightness * (1 + ramp), refl)
+    scl = clear_scl.copy()
+    scl[clouds.cirrus] = 10
+    scl[clouds.shadow] = 3
+    scl[clouds.medium] = 8
+    scl[clouds.dense] = 9
+    return np.clip(refl, 0.0001, 1.5), scl
 
 
 def _to_dn(refl: np.ndarray) -> np.ndarray:
@@ -303,8 +479,7 @@ def _to_dn(refl: np.ndarray) -> np.ndarray:
 
 def _scene_item(
     t: grid.Tile,
-    day: date,
-    k: int,
+    acq: Acquisition,
     bounds: tuple[float, float, float, float],
     hrefs: dict[str, str],
     cloud_cover: float,
@@ -313,10 +488,11 @@ def _scene_item(
         Transformer.from_crs(t.epsg, 4326, always_xy=True).transform, box(*bounds).segmentize(1000)
     )
     props = {
-        "platform": "sentinel-2a" if k % 2 else "sentinel-2b",
+        "platform": acq.platform,
         "constellation": "sentinel-2",
         "instruments": ["msi"],
         "eo:cloud_cover": round(cloud_cover, 3),
+        "sat:relative_orbit": acq.relative_orbit,
         "proj:epsg": t.epsg,
         "mgrs:utm_zone": t.zone,
         "mgrs:latitude_band": t.band,
@@ -326,9 +502,10 @@ def _scene_item(
         "s2:processing_baseline": "02.14",
         "terracover:simulated": True,
     }
+    day = acq.day
     when = datetime(day.year, day.month, day.day, 10, 30, tzinfo=UTC)
     item = pystac.Item(
-        id=f"S2{'A' if k % 2 else 'B'}_{t.name}_{day:%Y%m%d}_0_L2A",
+        id=f"S2{acq.platform[-1].upper()}_{t.name}_{day:%Y%m%d}_0_L2A",
         geometry=mapping(footprint),
         bbox=list(footprint.bounds),
         datetime=when,
@@ -353,48 +530,96 @@ def _scene_item(
     return item
 
 
-def simulate_scenes(cfg: SimulationConfig, out_dir: Path) -> list[pystac.Item]:
+@dataclass(frozen=True)
+class TilePlan:
+    """A tile's year of overpasses, each with its scene cloud cover, and the ones an ingestion would keep."""
+
+    tile: str
+    acquisitions: list[Acquisition]
+    cloud_cover: list[float]
+    kept: list[int]  # indexes into acquisitions
+
+    def summary(self) -> dict[str, object]:
+        return {
+            "relative_orbit": self.acquisitions[0].relative_orbit if self.acquisitions else None,
+            "acquisitions": len(self.acquisitions),
+            "kept": len(self.kept),
+            "mean_cloud_cover": round(float(np.mean(self.cloud_cover)), 1) if self.cloud_cover else None,
+        }
+
+
+def _thin(plan: list[int], days: list[date], year: int, per_season: int) -> list[int]:
+    """``per_season`` of the kept overpasses of each season, spread evenly over it (a thin archive for tests)."""
+    chosen: list[int] = []
+    for s in range(len(SEASONS)):
+        in_season = [i for i in plan if _season_index(days[i], year) == s]
+        n = min(per_season, len(in_season))
+        chosen += [in_season[int((k + 0.5) * len(in_season) / n)] for k in range(n)]
+    return sorted(chosen)
+
+
+def _plan_tile(t: grid.Tile, frame: _TileFrame, cfg: SimulationConfig) -> tuple[TilePlan, list[_CloudMasks]]:
+    acqs = acquisitions(t, cfg.year)
+    masks = [_clouds(frame, a.day, cfg) for a in acqs]
+    covers = [m.cover for m in masks]
+    kept = [i for i, c in enumerate(covers) if c <= cfg.max_cloud_cover]
+    if cfg.dates_per_season is not None:
+        kept = _thin(kept, [a.day for a in acqs], cfg.year, cfg.dates_per_season)
+    return TilePlan(t.name, acqs, covers, kept), masks
+
+
+def _region_tiles(cfg: SimulationConfig) -> list[tuple[grid.Tile, tuple[float, float, float, float]]]:
     from terracover.ingest import region_bounds
 
-    items: list[pystac.Item] = []
-    days = scene_dates(cfg.year, cfg.dates_per_season, cfg.seed)
+    out = []
     for t in grid.tiles_for_geometry(box(*cfg.region_bbox)):
         bounds = region_bounds(t.name, cfg.region_bbox, cfg.subtile_size)
-        if bounds is None:
-            continue
-        frames = {res: _lonlat_grid(t, bounds, res) for res in (10, 20, 60)}
-        classes = {res: true_classes(*frames[res], cfg.year, cfg.seed, cfg.land_changes) for res in frames}
-        for k, day in enumerate(days):
-            season = _season_index(day, cfg.year)
-            folder = out_dir / str(cfg.year) / "scenes" / t.name / day.isoformat()
+        if bounds is not None:
+            out.append((t, bounds))
+    return out
+
+
+def plan_scenes(cfg: SimulationConfig) -> list[TilePlan]:
+    """Each tile's overpasses and their cloud cover, without rendering a scene (cheap: clouds at 60 m)."""
+    return [_plan_tile(t, _tile_frame(t, bounds, cfg), cfg)[0] for t, bounds in _region_tiles(cfg)]
+
+
+def simulate_scenes(cfg: SimulationConfig, out_dir: Path) -> tuple[list[pystac.Item], list[TilePlan]]:
+    """Render the overpasses an ingestion would keep (cloud cover <= ``cfg.max_cloud_cover``) as COGs.
+
+    Only the region's window of each tile is written (its subtiles, as ingestion reads them).
+    """
+    items: list[pystac.Item] = []
+    plans: list[TilePlan] = []
+    for t, bounds in _region_tiles(cfg):
+        frame = _tile_frame(t, bounds, cfg)
+        plan, masks = _plan_tile(t, frame, cfg)
+        plans.append(plan)
+        for i in plan.kept:
+            acq = plan.acquisitions[i]
+            season = _season_index(acq.day, cfg.year)
+            folder = out_dir / str(cfg.year) / "scenes" / t.name / acq.day.isoformat()
             folder.mkdir(parents=True, exist_ok=True)
             hrefs: dict[str, str] = {}
-            cloud_cover = 0.0
+            rng = np.random.default_rng([cfg.seed, acq.day.toordinal()])
             for res in (10, 20, 60):
-                lon, lat = frames[res]
-                clouds = _clouds(lon, lat, day, cfg)
-                refl, scl = _render(lon, lat, classes[res], day, season, cfg, clouds)
+                surface, clear_scl = frame.surface(res, season, cfg.seed)
+                refl, scl = _observe(surface, clear_scl, masks[i].at(res), frame.cloud_brightness[res], rng)
                 transform = Affine(res, 0, bounds[0], 0, -res, bounds[3])
-                for b in (*BANDS, SCL):
-                    if b.resolution_m != res:
-                        continue
-                    if b.name == SCL.name:
-                        data = scl
-                        cloud_cover = 100.0 * float(np.isin(scl, (8, 9, 10)).mean())
-                    elif b.name == "AOT":
-                        data = np.full(scl.shape, 120, np.uint16) + (value_noise(lon, lat, 0.2, k) * 60).astype(
-                            np.uint16
-                        )
-                    elif b.name == "WVP":
-                        data = (1500 + 1000 * value_noise(lon, lat, 0.3, k + 1)).astype(np.uint16)
-                    else:
-                        data = _to_dn(refl[_REFL_BANDS.index(b.name)])
-                    path = folder / f"{b.name}.tif"
-                    write_cog(path, data, transform, t.epsg, nodata=0, descriptions=[b.name], overviews=False)
-                    hrefs[b.name] = str(path.resolve())
-            items.append(_scene_item(t, day, k, bounds, hrefs, cloud_cover))
-            log.info("simulated %s %s (%.0f%% cloud)", t.name, day, cloud_cover)
-    return items
+                res_bands = [b for b in _REFL_BAND_SPECS if b.resolution_m == res]
+                layers: dict[str, np.ndarray] = {b.name: _to_dn(refl[k]) for k, b in enumerate(res_bands)}
+                if res == SCL.resolution_m:
+                    layers[SCL.name] = scl
+                    level = float(rng.random())
+                    layers["AOT"] = (120 + 60 * frame.atmosphere * (0.5 + level)).astype(np.uint16)
+                    layers["WVP"] = (1500 + 1000 * frame.atmosphere * (0.5 + level)).astype(np.uint16)
+                for name, data in layers.items():
+                    path = folder / f"{name}.tif"
+                    write_cog(path, data, transform, t.epsg, nodata=0, descriptions=[name], overviews=False)
+                    hrefs[name] = str(path.resolve())
+            items.append(_scene_item(t, acq, bounds, hrefs, plan.cloud_cover[i]))
+            log.info("simulated %s %s (%.0f%% cloud)", t.name, acq.day, plan.cloud_cover[i])
+    return items, plans
 
 
 def simulate_dem(region_bbox: tuple[float, float, float, float], out_dir: Path, seed: int = 42) -> pystac.Item:
@@ -456,15 +681,17 @@ def simulate_labels(cfg: SimulationConfig, n: int | None = None, id_prefix: str 
 def simulate_archive(cfg: SimulationConfig, out_dir: Path) -> SimulatedArchive:
     """Write one year of the simulated archive under ``out_dir`` (years accumulate) and return it."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    scenes = simulate_scenes(cfg, out_dir)
+    scenes, plans = simulate_scenes(cfg, out_dir)
     dem = simulate_dem(cfg.region_bbox, out_dir, cfg.seed)
     labels = simulate_labels(cfg)
     items_dir = out_dir / "items"
     items_dir.mkdir(exist_ok=True)
     pystac.ItemCollection(scenes).save_object(str(items_dir / f"scenes-{cfg.year}.json"))
     pystac.ItemCollection([dem]).save_object(str(items_dir / "dem.json"))
+    summary = {p.tile: p.summary() for p in plans}
+    (items_dir / f"acquisitions-{cfg.year}.json").write_text(json.dumps(summary, indent=1) + "\n")
     labels.to_parquet(items_dir.parent / f"labels-{cfg.year}.parquet", index=False)
-    return SimulatedArchive(scenes, [dem], labels)
+    return SimulatedArchive(scenes, [dem], labels, plans)
 
 
 def load_archive(out_dir: Path) -> SimulatedArchive:
@@ -489,7 +716,17 @@ def main(argv: list[str] | None = None) -> None:
     s = get_settings()
     p = argparse.ArgumentParser(description=main.__doc__)
     p.add_argument("--years", type=int, nargs="+", default=s.years)
-    p.add_argument("--dates-per-season", type=int, default=3)
+    p.add_argument(
+        "--dates-per-season",
+        type=int,
+        default=None,
+        help="a thin archive: this many kept overpasses per season (default: every overpass, 5-day revisit)",
+    )
+    p.add_argument(
+        "--climate",
+        default="mediterranean",
+        help=f"cloud climatology: one of {sorted(CLOUD_CLIMATES)} or 12 comma-separated monthly mean covers (%%)",
+    )
     p.add_argument("--label-points", type=int, default=900)
     p.add_argument("--seed", type=int, default=s.random_seed)
     p.add_argument("--out", type=Path, default=s.home / "archive")
@@ -504,6 +741,13 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    climate: str | list[float] = args.climate
+    if "," in args.climate:
+        climate = [float(v) for v in args.climate.split(",")]
+    try:
+        monthly_cloud_cover(climate)
+    except ValueError as e:
+        p.error(str(e))
     store = open_store(s)
     for year in args.years:
         cfg = SimulationConfig(
@@ -511,12 +755,20 @@ def main(argv: list[str] | None = None) -> None:
             year,
             args.dates_per_season,
             args.seed,
+            climate=climate,
+            max_cloud_cover=s.max_cloud_cover,
             label_points=args.label_points,
             subtile_size=s.subtile_size,
             land_changes=tuple(args.land_change),
         )
         archive = simulate_archive(cfg, args.out)
         print(f"simulated {year}: {len(archive.scene_items)} scenes, {len(archive.labels)} labels -> {args.out}")
+        for plan in archive.plans:
+            print(
+                f"  {plan.tile}: {len(plan.acquisitions)} overpasses (relative orbit"
+                f" {plan.summary()['relative_orbit']}), {len(plan.kept)} kept at"
+                f" eo:cloud_cover <= {cfg.max_cloud_cover:g}"
+            )
         if not args.no_labels:
             key = f"labels/simulated-{year}.parquet"
             with store.writer(key, suffix=".parquet") as path:
