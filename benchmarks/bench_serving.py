@@ -104,7 +104,7 @@ def prepare(home: Path, config: str) -> dict[str, Any]:
         for k, rows in enumerate(rows_by_class):
             where = labels == k
             values[:, where] = rows[rng.integers(0, len(rows), int(where.sum()))].T
-        from terracover.stacks import stack_key
+        from terracover.keys import stack_key
 
         with store.writer(stack_key(YEAR, st), suffix=".tif") as path:
             write_cog(path, values, st.transform, st.crs, nodata=float("nan"), descriptions=KHAOS_FEATURES)
@@ -130,7 +130,7 @@ def _write_baseline_tile(out: Path, subs: list[Any], store: Any) -> None:
     from rasterio.merge import merge
 
     out.mkdir(parents=True, exist_ok=True)
-    from terracover.stacks import stack_key
+    from terracover.keys import stack_key
 
     srcs = [rasterio.open(store.path(stack_key(YEAR, st))) for st in subs]
     mosaic, transform = merge(srcs)

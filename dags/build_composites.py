@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from airflow.sdk import Param, dag, get_current_context, task
-from terracover_airflow import COMPOSITES_ASSET, DEFAULT_ARGS, SCENES_ASSET, setup_logging
+from terracover_airflow import COMPOSITES_ASSET, DEFAULT_ARGS, SCENES_ASSET, events_by_year, setup_logging
 
 DOC = """
 ### build_composites
@@ -46,8 +46,7 @@ def build_composites() -> None:
         ctx = get_current_context()
         year = ctx["params"].get("year")
         if year is None:
-            events = [e for evs in ctx["triggering_asset_events"].values() for e in evs]
-            years = sorted({int(e.extra["year"]) for e in events if e.extra.get("year")})
+            years = list(events_by_year(ctx["triggering_asset_events"]))
             if not years:
                 raise ValueError('no year: trigger with conf {"year": 2023} or from an ingest_scenes event')
             return [p for y in years for p in plan_stacks(y)]

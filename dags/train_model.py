@@ -17,7 +17,7 @@ from airflow.sdk import (
     task,
 )
 from airflow.sdk.exceptions import AirflowSkipException
-from terracover_airflow import DEFAULT_ARGS, TRAINING_SET_ASSET, setup_logging
+from terracover_airflow import DEFAULT_ARGS, TRAINING_SET_ASSET, events_by_year, setup_logging
 
 DOC = """
 ### train_model
@@ -66,12 +66,9 @@ class RecordedApprovalOperator(ApprovalOperator):
         return super().execute_complete(context, event)
 
 
-CONFIGS = [
-    "rf_fast",
-    "rf_full",
-    "lgbm",
-    "mlp",
-]  # terracover.train.CONFIGS (kept literal: parsing stays light)
+# The names of terracover.train.CONFIGS, default first: literal so parsing stays light (tests/test_train.py keeps
+# them equal).
+CONFIGS = ["rf_fast", "rf_full", "lgbm", "mlp"]
 
 
 @dag(
@@ -88,7 +85,7 @@ CONFIGS = [
     params={
         "year": Param(None, type=["null", "integer"], minimum=2015, description="Model year (default: see doc)"),
         "dataset_uri": Param(None, type=["null", "string"], description="Training table (default: newest)"),
-        "config": Param("rf_fast", enum=CONFIGS, description="Model configuration (terracover.train.CONFIGS)"),
+        "config": Param(CONFIGS[0], enum=CONFIGS, description="Model configuration (terracover.train.CONFIGS)"),
         "rfe_target": Param(None, type=["null", "integer"], minimum=1, description="RFE down to N features"),
         "shadow_first": Param(False, type="boolean", description="On approval set alias shadow, not champion"),
     },
@@ -101,10 +98,9 @@ def train_model() -> None:
         params = ctx["params"]
         if params.get("year"):
             return [{"year": int(params["year"]), "dataset_uri": params.get("dataset_uri")}]
-        events = sorted((e for evs in ctx["triggering_asset_events"].values() for e in evs), key=lambda e: e.timestamp)
-        jobs = {int(e.extra["year"]): e.extra.get("dataset_uri") for e in events if e.extra.get("year")}
-        if jobs:
-            return [{"year": y, "dataset_uri": uri} for y, uri in sorted(jobs.items())]
+        events = events_by_year(ctx["triggering_asset_events"])
+        if events:
+            return [{"year": y, "dataset_uri": extra.get("dataset_uri")} for y, extra in events.items()]
         logical_date = ctx.get("logical_date")
         if logical_date is None:
             raise ValueError('no year: trigger with conf {"year": 2023}, an asset event, or run on the schedule')
@@ -127,13 +123,15 @@ def train_model() -> None:
         from dataclasses import asdict
 
         from terracover import registry
+        from terracover.dataset import load_table
         from terracover.evaluate import evaluate_model
         from terracover.settings import get_settings
-        from terracover.train import load_table, train
+        from terracover.store import open_store
+        from terracover.train import train
 
         ctx = get_current_context()
         s = get_settings()
-        table = load_table(job["year"], job.get("dataset_uri"), s)
+        table = load_table(job["year"], job.get("dataset_uri"), open_store(s))
         trained = train(
             table.frame,
             ctx["params"]["config"],
@@ -162,13 +160,15 @@ def train_model() -> None:
     def compare_with_champion(result: dict[str, Any]) -> dict[str, Any]:
         setup_logging()
         from terracover import registry
+        from terracover.dataset import data_added_summary, load_table
         from terracover.evaluate import evaluate_model
         from terracover.settings import get_settings
-        from terracover.train import data_added_summary, load_table
+        from terracover.store import open_store
 
         s = get_settings()
+        store = open_store(s)
         ref = registry.ModelRef(**result["ref"])
-        table = load_table(ref.year, result["dataset_uri"], s)
+        table = load_table(ref.year, result["dataset_uri"], store)
         champ = registry.score_champion(ref.year, table.frame, s)
         # Re-score the challenger from the registry: proves the registered artifact loads and scores.
         loaded = registry.load_version(ref, s)
@@ -180,7 +180,7 @@ def train_model() -> None:
             registry.set_challenger(ref, s)
         added = data_added_summary(
             table.frame,
-            load_table(ref.year, champ.dataset_uri, s).frame if champ and champ.dataset_uri else None,
+            load_table(ref.year, champ.dataset_uri, store).frame if champ and champ.dataset_uri else None,
             table.uri,
         )
         link = registry.run_link(ref, s)
@@ -242,10 +242,9 @@ def train_model() -> None:
         response = ti.xcom_pull(task_ids="approval", key=RESPONSE_KEY) or {}
         if list(response.get("chosen_options") or []) != [ApprovalOperator.REJECT]:
             raise AirflowSkipException("no rejection to record")
-        user = response.get("responded_by_user") or {}
         registry.reject(
             registry.ModelRef(**ti.xcom_pull(task_ids="train_and_register")["ref"]),
-            str(user.get("name") or user.get("id") or ""),
+            registry.responder(response),
             "rejected in the Airflow approval task",
             get_settings(),
         )

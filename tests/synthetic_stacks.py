@@ -13,7 +13,8 @@ from shapely.ops import transform as shp_transform
 from terracover import grid
 from terracover.catalog import COMPOSITES_COLLECTION, Catalog, collection
 from terracover.cog import write_cog
-from terracover.stacks import stack_item_id, stack_key
+from terracover.keys import stack_key
+from terracover.stacks import stack_item_id
 from terracover.store import ObjectStore
 
 

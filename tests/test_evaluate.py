@@ -6,7 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from terracover.evaluate import class_name, evaluate
+from terracover.classes import class_name
+from terracover.evaluate import evaluate
 
 # An asymmetric case: 10 true water (4) points, all predicted water; 10 true builtUp (1) points, 6 predicted
 # builtUp and 4 predicted water. Water: precision 10/14, recall 1.0. builtUp: precision 1.0, recall 0.6.

@@ -42,7 +42,7 @@ def _points_in(st: grid.Subtile, n: int, seed: int = 0) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     rows = rng.integers(2, st.shape[0] - 2, n)
     cols = rng.integers(2, st.shape[1] - 2, n)
-    xs, ys = st.transform * (cols + 0.5, rows + 0.5)
+    xs, ys = st.transform @ (cols + 0.5, rows + 0.5)
     lon, lat = Transformer.from_crs(st.crs, 4326, always_xy=True).transform(xs, ys)
     return pd.DataFrame(
         {
@@ -150,7 +150,7 @@ def test_points_without_coverage_or_data_are_reported_not_dropped(
 ) -> None:
     st, _ = stack
     pts = _points_in(st, 3)
-    x, y = st.transform * (10.5, 0.5)  # row 0 is NaN in the stack
+    x, y = st.transform @ (10.5, 0.5)  # row 0 is NaN in the stack
     lon, lat = Transformer.from_crs(st.crs, 4326, always_xy=True).transform(x, y)
     nan_pt = pd.DataFrame({"point_id": ["nan"], "lon": [lon], "lat": [lat], "year": [YEAR], "class_code": [1]})
     far = pd.DataFrame({"point_id": ["far"], "lon": [10.0], "lat": [45.0], "year": [YEAR], "class_code": [1]})
@@ -200,7 +200,7 @@ def test_table_is_stored_under_its_hash_and_new_labels_replace_champion_rows(
     pts = _points_in(st, 45)
     write_labels(store, pts.drop(columns=["_row", "_col"]), "campaign-1")
     table, new, _ = assemble_training_table(YEAR, store, catalog, SIZE)
-    info = store_training_table(YEAR, table, store, new, _)
+    info = store_training_table(YEAR, table, store, new)
     assert info.key == f"datasets/{YEAR}/{info.sha256}.parquet"
     assert hashlib.sha256(store.get_bytes(info.key)).hexdigest() == info.sha256
     assert list(table.columns[: len(META)]) == META

@@ -46,7 +46,7 @@ def _write_odd_stack() -> dict[str, Any]:
     write_stack(open_store(s), open_catalog(s), YEAR, st, names)
     # Overwrite with independent noise per pixel and feature: every tree goes its own way.
     from terracover.cog import write_cog
-    from terracover.stacks import stack_key
+    from terracover.keys import stack_key
 
     rng = np.random.default_rng(0)
     values = rng.uniform(0, 1, (len(names), *st.shape)).astype(np.float32)

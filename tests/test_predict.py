@@ -127,7 +127,7 @@ def _lonlat(transform: object, crs: object, r: int, c: int) -> object:
     from pyproj import Transformer
     from shapely.geometry import Point
 
-    x, y = transform * (c + 0.5, r + 0.5)  # type: ignore[operator]
+    x, y = transform @ (c + 0.5, r + 0.5)  # type: ignore[operator]
     return Point(*Transformer.from_crs(crs, 4326, always_xy=True).transform(x, y))
 
 
@@ -165,7 +165,7 @@ def test_an_aoi_too_thin_for_any_pixel_centre_takes_the_pixels_it_touches(stacks
 
     s = stacks
     st = grid.subtile_of_point(-0.002, 39.954, SIZE)
-    x0, y0 = st.transform * (50, 50)  # a pixel corner; the sliver stays between pixel centres
+    x0, y0 = st.transform @ (50, 50)  # a pixel corner; the sliver stays between pixel centres
     to_wgs84 = Transformer.from_crs(st.crs, 4326, always_xy=True).transform
     sliver = Polygon([to_wgs84(x, y) for x, y in [(x0 + 1, y0), (x0 + 3, y0), (x0 + 3, y0 - 300), (x0 + 1, y0 - 300)]])
     p = predict_aoi(validate_aoi(mapping(sliver), 500), YEAR, _model(), open_store(s), open_catalog(s), s)

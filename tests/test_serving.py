@@ -70,7 +70,7 @@ def _raster(answer: dict[str, Any]) -> Path:
 def test_prediction_matches_the_model_run_offline_pixel_for_pixel(service: str, champion_version: str) -> None:
     from terracover import grid, registry
     from terracover.features import select_bands
-    from terracover.stacks import stack_key
+    from terracover.keys import stack_key
     from terracover.store import open_store
 
     r = predict(service, ONE_TILE_AOI)

@@ -10,8 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 from terracover.classes import CLASS_CODES
+from terracover.dataset import feature_columns
 from terracover.evaluate import evaluate, evaluate_model
-from terracover.train import CONFIGS, TrainedModel, feature_columns, measure_throughput, train
+from terracover.train import CONFIGS, TrainedModel, measure_throughput, train
 
 log = logging.getLogger(__name__)
 
@@ -209,3 +210,20 @@ def test_real_eolearn_patch_beats_majority_class(shared_data: Path, config: str)
     )
     assert ev.kappa > 0.1
     assert ev.overall_accuracy > ev.majority_accuracy
+
+
+def test_train_model_dag_offers_exactly_the_library_configs() -> None:
+    """The DAG keeps its config names literal (parsing must not import scikit-learn); this keeps them equal."""
+    import ast
+    from pathlib import Path
+
+    from terracover.train import DEFAULT_CONFIG
+
+    dag = ast.parse((Path(__file__).resolve().parents[1] / "dags" / "train_model.py").read_text())
+    names = next(
+        ast.literal_eval(node.value)
+        for node in ast.walk(dag)
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "CONFIGS" for t in node.targets)
+    )
+    assert sorted(names) == sorted(CONFIGS)
+    assert names[0] == DEFAULT_CONFIG  # the DAG's default choice

@@ -41,3 +41,9 @@ def colormap() -> dict[int, tuple[int, int, int, int]]:
     for c in CLASSES:
         cmap[c.code] = (*c.rgb, 255)
     return cmap
+
+
+def class_name(code: int) -> str:
+    """Legend name of a class code (``class_<code>`` for codes outside the legend)."""
+    c = CLASS_BY_CODE.get(int(code))
+    return c.name if c else f"class_{int(code)}"

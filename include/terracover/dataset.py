@@ -1,5 +1,6 @@
 """Training tables: labels sampled from the year's feature stacks, merged with the champion's data, split by
-location, canonicalised and stored under their content hash ``datasets/{year}/{sha256}.parquet``.
+location, canonicalised and stored under their content hash ``datasets/{year}/{sha256}.parquet``; and read back
+(by URI or the year's newest) as one :class:`TrainingTable` for training, evaluation and serving.
 """
 
 from __future__ import annotations
@@ -21,13 +22,16 @@ from rasterio.windows import Window
 
 from terracover import grid
 from terracover.catalog import COMPOSITES_COLLECTION, Catalog
+from terracover.classes import class_name
 from terracover.features import all_features, select_bands
+from terracover.keys import dataset_key, datasets_prefix, stack_key
 from terracover.labels import read_labels
-from terracover.stacks import stack_item_id, stack_key
+from terracover.stacks import stack_item_id
 from terracover.store import ObjectStore
 
 log = logging.getLogger(__name__)
 
+# The columns of a training table that are not features, in table order (docs/CONTRACTS.md).
 META = ["point_id", "lon", "lat", "year", "class_code", "tile", "subtile", "row", "col", "split"]
 
 
@@ -71,7 +75,7 @@ def sample_stacks(
         xs, ys = Transformer.from_crs(4326, st.crs, always_xy=True).transform(
             group.lon.to_numpy(), group.lat.to_numpy()
         )
-        cols, rws = ~st.transform * (np.asarray(xs), np.asarray(ys))
+        cols, rws = ~st.transform @ (np.asarray(xs), np.asarray(ys))
         rr, cc = np.floor(rws).astype(int), np.floor(cols).astype(int)
         with store.open_raster(stack_key(year, st)) as src:
             idx = select_bands(list(src.descriptions), names)
@@ -175,7 +179,7 @@ def spatial_split(
 
 def canonical_bytes(table: pd.DataFrame) -> bytes:
     """The table as deterministic Parquet bytes: sorted rows, fixed column order and types."""
-    feats = [c for c in table.columns if c not in META]
+    feats = feature_columns(table)
     t = table.sort_values("point_id").reset_index(drop=True)[[*META, *feats]].copy()
     t[feats] = t[feats].astype(np.float32)
     for col in ("year", "class_code", "row", "col"):
@@ -187,20 +191,31 @@ def canonical_bytes(table: pd.DataFrame) -> bytes:
 
 @dataclass(frozen=True)
 class TrainingTable:
+    """A stored training table with its identity: store key, URI and content hash (the file name)."""
+
+    frame: pd.DataFrame
     year: int
     key: str
     uri: str
     sha256: str
-    rows: int
-    new_points: int
-    class_counts: dict[int, int]
-    split_counts: dict[str, int]
-    report: SampleReport
+
+    @property
+    def rows(self) -> int:
+        return len(self.frame)
+
+    @property
+    def class_counts(self) -> dict[int, int]:
+        return {int(str(k)): int(v) for k, v in self.frame.class_code.value_counts().sort_index().items()}
+
+    @property
+    def split_counts(self) -> dict[str, int]:
+        return {str(k): int(v) for k, v in self.frame.split.value_counts().items()}
 
 
 def key_for_uri(store: ObjectStore, uri: str) -> str:
     """The store key of a URI this store produced (``store.uri(key)``)."""
     root = store.root.rstrip("/") + "/"
+    uri = uri.removeprefix("file://")
     if not uri.startswith(root):
         raise ValueError(f"{uri} is not in store {store.root}")
     return uri[len(root) :]
@@ -230,27 +245,15 @@ def assemble_training_table(
     return pd.read_parquet(io.BytesIO(canonical_bytes(sampled))), new_points, report
 
 
-def store_training_table(
-    year: int, table: pd.DataFrame, store: ObjectStore, new_points: int, report: SampleReport
-) -> TrainingTable:
+def store_training_table(year: int, table: pd.DataFrame, store: ObjectStore, new_points: int) -> TrainingTable:
     """Write the canonical bytes under their sha256 (skipped when that exact table exists)."""
     data = canonical_bytes(table)
     sha = hashlib.sha256(data).hexdigest()
-    key = f"datasets/{year}/{sha}.parquet"
+    key = dataset_key(year, sha)
     if not store.exists(key):
         with store.writer(key, suffix=".parquet") as path:
             path.write_bytes(data)
-    info = TrainingTable(
-        year,
-        key,
-        store.uri(key),
-        sha,
-        len(table),
-        new_points,
-        {int(str(k)): int(v) for k, v in table.class_code.value_counts().sort_index().items()},
-        {str(k): int(v) for k, v in table.split.value_counts().items()},
-        report,
-    )
+    info = TrainingTable(table, year, key, store.uri(key), sha)
     log.info(
         "training table %d: %d rows (%d new points), classes %s -> %s",
         year,
@@ -260,3 +263,63 @@ def store_training_table(
         info.uri,
     )
     return info
+
+
+def newest_table_key(year: int, store: ObjectStore) -> str:
+    """The most recently written ``datasets/{year}/*.parquet`` of the store."""
+    prefix = datasets_prefix(year)
+    keys = [k for k in store.list(prefix) if k.endswith(".parquet")]
+    if not keys:
+        raise FileNotFoundError(
+            f"no training table under {store.root}/{prefix}: run build_training_set for {year} first"
+        )
+    return max(keys, key=lambda k: (store.modified(k), k))
+
+
+def load_table(year: int, dataset_uri: str | None, store: ObjectStore) -> TrainingTable:
+    """The table at ``dataset_uri``, else the year's newest; its sha256 is its file name (CONTRACTS.md)."""
+    key = key_for_uri(store, dataset_uri) if dataset_uri else newest_table_key(year, store)
+    frame = pd.read_parquet(io.BytesIO(store.get_bytes(key)))
+    uri = store.uri(key)
+    years = set(frame["year"].unique().tolist()) if "year" in frame else set()
+    if years != {int(year)}:
+        raise ValueError(f"{uri} holds years {sorted(years)}, not {year}: pass the dataset_uri of a {year} table")
+    return TrainingTable(frame, int(year), key, uri, key.rsplit("/", 1)[-1].removesuffix(".parquet"))
+
+
+def feature_columns(table: pd.DataFrame) -> list[str]:
+    """The table's feature columns, in table order (everything that is not a contract meta column)."""
+    return [c for c in table.columns if c not in META]
+
+
+def split_xy(table: pd.DataFrame, features: Sequence[str], split: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Feature matrix (float32, columns in ``features`` order) and class codes, optionally of one split."""
+    missing = [f for f in features if f not in table.columns]
+    if missing:
+        raise ValueError(f"training table lacks feature columns {missing}; rebuild the dataset with these features")
+    rows = table if split is None else table[table["split"] == split]
+    if rows.empty:
+        raise ValueError(f"training table has no rows with split == {split!r}")
+    return rows[list(features)].to_numpy(dtype=np.float32), rows["class_code"].to_numpy(dtype=np.int64)
+
+
+def data_added_summary(table: pd.DataFrame, previous: pd.DataFrame | None, uri: str) -> str:
+    """Markdown: the dataset per split and class, and the points it adds over the champion's dataset."""
+
+    def per_class(frame: pd.DataFrame) -> str:
+        counts = frame["class_code"].value_counts().sort_index()
+        return ", ".join(f"{class_name(c)} {n}" for c, n in zip(counts.index, counts, strict=True)) or "none"
+
+    splits = table["split"].value_counts()
+    lines = [
+        f"- dataset `{uri}`: {len(table)} points (train {splits.get('train', 0)}, "
+        f"test {splits.get('test', 0)}); {per_class(table)}"
+    ]
+    if previous is None:
+        lines.append("- no champion dataset to compare with")
+    else:
+        old_ids = set(previous["point_id"])
+        new = table[~table["point_id"].isin(old_ids)]
+        gone = len(old_ids - set(table["point_id"]))
+        lines.append(f"- added since the champion's dataset: {len(new)} points ({per_class(new)}); removed {gone}")
+    return "\n".join(lines)

@@ -23,7 +23,7 @@ from shapely.ops import transform as shp_transform
 from terracover import grid
 from terracover.catalog import DEM_COLLECTION, Catalog
 from terracover.cog import write_cog
-from terracover.ingest import region_bounds
+from terracover.keys import terrain_key
 from terracover.settings import Settings, get_settings
 from terracover.sources.base import gdal_href
 from terracover.store import ObjectStore
@@ -33,10 +33,6 @@ log = logging.getLogger(__name__)
 
 TERRAIN_BANDS: tuple[str, ...] = ("dem", "slope", "aspect")
 RESOLUTION_M = 10
-
-
-def terrain_key(tile: str) -> str:
-    return f"dem/{tile}/terrain.tif"
 
 
 class DemSource(ABC):
@@ -154,7 +150,7 @@ def build_terrain(
     if store.exists(key) and not overwrite:
         log.info("terrain of %s exists at %s: skipped", tile_name, key)
         return key
-    bounds = region_bounds(tile_name, region_bbox, subtile_size)
+    bounds = grid.region_bounds(tile_name, region_bbox, subtile_size)
     if bounds is None:
         raise ValueError(f"tile {tile_name} does not touch the region {region_bbox}")
     t = grid.tile(tile_name)

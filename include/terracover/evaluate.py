@@ -15,17 +15,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from terracover.classes import CLASS_BY_CODE
+from terracover.classes import class_name
+from terracover.dataset import split_xy
 from terracover.missing import classifiable_rows
 
 if TYPE_CHECKING:
     import pandas as pd
-
-
-def class_name(code: int) -> str:
-    """Legend name of a class code (``class_<code>`` for codes outside the legend)."""
-    c = CLASS_BY_CODE.get(int(code))
-    return c.name if c else f"class_{int(code)}"
 
 
 @dataclass(frozen=True)
@@ -157,8 +152,6 @@ def evaluate(
 
 def evaluate_model(estimator: Any, table: pd.DataFrame, features: Sequence[str], split: str = "test") -> Evaluation:
     """Score a fitted estimator on one split of a training table (its columns in ``features`` order)."""
-    from terracover.train import split_xy
-
     x, y = split_xy(table, features, split)
     # A row the model cannot see (terracover.missing) is predicted "unclassified" (0): an error for its class.
     predicted = np.zeros(len(y), dtype=np.int64)

@@ -23,13 +23,13 @@ from shapely.geometry import Point, Polygon, box
 from shapely.geometry.base import BaseGeometry
 from shapely.ops import transform as shp_transform
 
-TILE_PX = 10980
+from terracover.mgrs import COLUMN_SETS, TILE_PX, check_subtile_size, parse_tile
+
 RES_M = 10
 TILE_M = TILE_PX * RES_M
 SQUARE_M = 100_000
 
 _BANDS = "CDEFGHJKLMNPQRSTUVWX"  # 8 degrees each from 80S; X spans 72N..84N
-_COLUMN_SETS = ("ABCDEFGH", "JKLMNPQR", "STUVWXYZ")
 _ROWS = "ABCDEFGHJKLMNPQRSTUV"
 # Smallest northing (false northing included in the south) of each latitude band's 100 km rows (NGA tables).
 _MIN_NORTHING = dict(
@@ -60,7 +60,6 @@ _MIN_NORTHING = dict(
         strict=True,
     )
 )
-_TILE_RE = re.compile(r"^(\d{1,2})([C-HJ-NP-X])([A-HJ-NP-Z])([A-HJ-NP-V])$")
 _SUBTILE_RE = re.compile(r"^r(\d{3})c(\d{3})$")
 
 
@@ -176,20 +175,9 @@ def _from_wgs84(geom: BaseGeometry, epsg: int) -> BaseGeometry:
     return shp_transform(_transformer(4326, epsg).transform, geom.segmentize(0.01))
 
 
-def _parse(name: str) -> tuple[int, str, str, str]:
-    t = name.strip().upper().removeprefix("T")
-    m = _TILE_RE.match(t)
-    if not m or not 1 <= int(m.group(1)) <= 60:
-        raise ValueError(f"expected an MGRS tile like 30SYJ (zone 1-60, band C-X, two square letters), got {name!r}")
-    zone, band, col, row = int(m.group(1)), m.group(2), m.group(3), m.group(4)
-    if col not in _COLUMN_SETS[(zone - 1) % 3]:
-        raise ValueError(f"{name!r}: column letter {col} does not exist in UTM zone {zone}")
-    return zone, band, col, row
-
-
 def _square_origin(name: str) -> tuple[int, int]:
-    zone, band, col, row = _parse(name)
-    easting = (_COLUMN_SETS[(zone - 1) % 3].index(col) + 1) * SQUARE_M
+    zone, band, col, row = parse_tile(name)
+    easting = (COLUMN_SETS[(zone - 1) % 3].index(col) + 1) * SQUARE_M
     row_offset = 5 if zone % 2 == 0 else 0
     northing = ((_ROWS.index(row) - row_offset) % 20) * SQUARE_M
     while northing < _MIN_NORTHING[band]:
@@ -198,7 +186,7 @@ def _square_origin(name: str) -> tuple[int, int]:
 
 
 def _square_name(zone: int, band: str, easting: float, northing: float) -> str:
-    col = _COLUMN_SETS[(zone - 1) % 3][int(easting // SQUARE_M) - 1]
+    col = COLUMN_SETS[(zone - 1) % 3][int(easting // SQUARE_M) - 1]
     row = _ROWS[(int(northing // SQUARE_M) + (5 if zone % 2 == 0 else 0)) % 20]
     return f"{zone:02d}{band}{col}{row}"
 
@@ -206,7 +194,7 @@ def _square_name(zone: int, band: str, easting: float, northing: float) -> str:
 @lru_cache(maxsize=4096)
 def tile(name: str) -> Tile:
     """The tile of an MGRS name (``30SYJ``, ``T30SYJ`` or ``30syj``)."""
-    zone, band, col, row = _parse(name)
+    zone, band, col, row = parse_tile(name)
     canonical = f"{zone:02d}{band}{col}{row}"
     e0, n0 = _square_origin(canonical)
     ulx = math.floor(e0 / 60) * 60
@@ -315,15 +303,9 @@ class Subtile:
         return self.footprint_wgs84.intersection(self.tile.owned_wgs84)
 
 
-def _check_size(size: int) -> int:
-    if size <= 0 or TILE_PX % size:
-        raise ValueError(f"subtile size must divide {TILE_PX} (e.g. 1098, 549, 366, 183), got {size}")
-    return size
-
-
 def subtile(tile_name: str, subtile_id: str, size: int) -> Subtile:
     m = _SUBTILE_RE.match(subtile_id)
-    n = TILE_PX // _check_size(size)
+    n = TILE_PX // check_subtile_size(size)
     if not m or int(m.group(1)) >= n or int(m.group(2)) >= n:
         raise ValueError(f"subtile id {subtile_id!r}: expected r<row>c<col> like r003c007 with row, col < {n}")
     return Subtile(tile(tile_name), int(m.group(1)), int(m.group(2)), size)
@@ -333,18 +315,18 @@ def subtile_of_point(lon: float, lat: float, size: int) -> Subtile:
     """The subtile owning a point (exact even on zone and tile edges, where polygon tests are fragile)."""
     t = tile_of_point(lon, lat)
     x, y = _transformer(4326, t.epsg).transform(lon, lat)
-    step = _check_size(size) * RES_M
+    step = check_subtile_size(size) * RES_M
     return Subtile(t, int((t.uly - y) // step), int((x - t.ulx) // step), size)
 
 
 def subtiles_of(t: Tile, size: int) -> list[Subtile]:
-    n = TILE_PX // _check_size(size)
+    n = TILE_PX // check_subtile_size(size)
     return [Subtile(t, r, c, size) for r in range(n) for c in range(n)]
 
 
 def subtiles_for_geometry(geom_wgs84: BaseGeometry, size: int) -> list[Subtile]:
     """Only the subtiles whose OWNED area intersects the geometry, sorted by tile then id."""
-    _check_size(size)
+    check_subtile_size(size)
     if isinstance(geom_wgs84, Point):
         return [subtile_of_point(geom_wgs84.x, geom_wgs84.y, size)]
     n = TILE_PX // size
@@ -366,3 +348,31 @@ def subtiles_for_geometry(geom_wgs84: BaseGeometry, size: int) -> list[Subtile]:
                 if not inter.is_empty and (part_utm.area == 0 or inter.area > 0):
                     out.append(st)
     return out
+
+
+COARSEST_M = 60  # the coarsest band's pixel: windows on this lattice give every band resolution the same bounds
+
+
+def region_bounds(
+    tile_name: str, region_bbox: tuple[float, float, float, float], subtile_size: int
+) -> tuple[float, float, float, float] | None:
+    """UTM bounds of the subtiles of ``tile_name`` that the region touches, snapped out to 60 m; None if none."""
+    subs = [s for s in subtiles_for_geometry(box(*region_bbox), subtile_size) if s.tile.name == tile_name]
+    if not subs:
+        return None
+    minx = min(s.bounds[0] for s in subs)
+    miny = min(s.bounds[1] for s in subs)
+    maxx = max(s.bounds[2] for s in subs)
+    maxy = max(s.bounds[3] for s in subs)
+    t = tile(tile_name)
+    # snap outward on the tile's own 60 m lattice (its origin is 60 m aligned)
+    minx = t.ulx + math.floor((minx - t.ulx) / COARSEST_M) * COARSEST_M
+    maxx = t.ulx + math.ceil((maxx - t.ulx) / COARSEST_M) * COARSEST_M
+    maxy = t.uly - math.floor((t.uly - maxy) / COARSEST_M) * COARSEST_M
+    miny = t.uly - math.ceil((t.uly - miny) / COARSEST_M) * COARSEST_M
+    return minx, miny, maxx, maxy
+
+
+def bounds_wgs84(bounds: tuple[float, float, float, float], epsg: int) -> Polygon:
+    """A UTM box as a WGS84 polygon, densified so its edges follow the projection (STAC item footprints)."""
+    return _to_wgs84(box(*bounds), epsg)

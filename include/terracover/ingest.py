@@ -8,7 +8,6 @@ that exists is not fetched again, and catalog upserts replace rather than duplic
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,43 +22,19 @@ from terracover import grid
 from terracover.bands import BAND_BY_NAME, SCL, SPECTRAL_BANDS
 from terracover.catalog import SCENES_COLLECTION, Catalog
 from terracover.cog import write_cog
+from terracover.keys import scene_key
 from terracover.sources.base import SceneSource, scene_tile
 from terracover.store import ObjectStore
 
 log = logging.getLogger(__name__)
 
 INGESTED_BANDS: tuple[str, ...] = (*SPECTRAL_BANDS, SCL.name)
-COARSEST_M = 60  # every band's window must start on a 60 m boundary so all resolutions share bounds
-
-
-def scene_key(tile: str, day: str, band: str) -> str:
-    return f"scenes/{tile}/{day}/{band}.tif"
 
 
 def scene_day(item: pystac.Item) -> str:
     if item.datetime is None:
         raise ValueError(f"item {item.id} has no datetime")
     return item.datetime.date().isoformat()
-
-
-def region_bounds(
-    tile_name: str, region_bbox: tuple[float, float, float, float], subtile_size: int
-) -> tuple[float, float, float, float] | None:
-    """UTM bounds of the subtiles of ``tile_name`` that the region touches, snapped out to 60 m; None if none."""
-    subs = [s for s in grid.subtiles_for_geometry(box(*region_bbox), subtile_size) if s.tile.name == tile_name]
-    if not subs:
-        return None
-    minx = min(s.bounds[0] for s in subs)
-    miny = min(s.bounds[1] for s in subs)
-    maxx = max(s.bounds[2] for s in subs)
-    maxy = max(s.bounds[3] for s in subs)
-    t = grid.tile(tile_name)
-    # snap outward on the tile's own 60 m lattice (its origin is 60 m aligned)
-    minx = t.ulx + math.floor((minx - t.ulx) / COARSEST_M) * COARSEST_M
-    maxx = t.ulx + math.ceil((maxx - t.ulx) / COARSEST_M) * COARSEST_M
-    maxy = t.uly - math.floor((t.uly - maxy) / COARSEST_M) * COARSEST_M
-    miny = t.uly - math.ceil((t.uly - miny) / COARSEST_M) * COARSEST_M
-    return minx, miny, maxx, maxy
 
 
 @dataclass(frozen=True)
@@ -136,7 +111,7 @@ def ingest_scene(
     t0 = time.perf_counter()
     tile = scene_tile(item)
     day = scene_day(item)
-    bounds = region_bounds(tile, region_bbox, subtile_size)
+    bounds = grid.region_bounds(tile, region_bbox, subtile_size)
     if bounds is None:
         raise ValueError(f"scene {item.id} is on tile {tile}, which the region {region_bbox} does not touch")
     epsg = grid.tile(tile).epsg

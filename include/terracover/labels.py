@@ -15,9 +15,9 @@ from pathlib import PurePosixPath
 import pandas as pd
 
 from terracover.classes import CLASS_CODES
+from terracover.keys import LABELS_PREFIX, label_key
 from terracover.store import ObjectStore
 
-PREFIX = "labels/"
 REQUIRED = ("point_id", "lon", "lat", "year", "class_code")
 FORMATS = (".geojson", ".json", ".csv", ".parquet")
 
@@ -86,11 +86,11 @@ def _validate(df: pd.DataFrame, key: str) -> pd.DataFrame:
     return out[[*REQUIRED, "validated", "source"]]
 
 
-def label_keys(store: ObjectStore, prefix: str = PREFIX) -> list[str]:
+def label_keys(store: ObjectStore, prefix: str = LABELS_PREFIX) -> list[str]:
     return [k for k in store.list(prefix) if PurePosixPath(k).suffix.lower() in FORMATS]
 
 
-def read_labels(store: ObjectStore, year: int | None = None, prefix: str = PREFIX) -> pd.DataFrame:
+def read_labels(store: ObjectStore, year: int | None = None, prefix: str = LABELS_PREFIX) -> pd.DataFrame:
     """Every validated label (of ``year``); a point_id seen in several files keeps its newest file's row."""
     keys = sorted(label_keys(store, prefix), key=lambda k: (store.modified(k), k))
     frames = [read_label_file(store, k) for k in keys]
@@ -103,14 +103,14 @@ def read_labels(store: ObjectStore, year: int | None = None, prefix: str = PREFI
     return df.drop_duplicates("point_id", keep="last").sort_values("point_id").reset_index(drop=True)
 
 
-def labels_newer_than(store: ObjectStore, when: datetime, prefix: str = PREFIX) -> list[str]:
+def labels_newer_than(store: ObjectStore, when: datetime, prefix: str = LABELS_PREFIX) -> list[str]:
     """Label files modified after ``when`` (UTC-aware): what a retraining decision looks for."""
     return [k for k in label_keys(store, prefix) if store.modified(k) > when]
 
 
 def write_labels(store: ObjectStore, df: pd.DataFrame, name: str) -> str:
     """Drop a label file (Parquet) into ``labels/``: how tests, the demo and field campaigns deliver labels."""
-    key = f"{PREFIX}{name}.parquet"
+    key = label_key(name)
     with store.writer(key, suffix=".parquet") as path:
         df.to_parquet(path, index=False)
     return key

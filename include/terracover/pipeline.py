@@ -17,6 +17,7 @@ from shapely.geometry import box
 from terracover import grid
 from terracover.catalog import ALL_COLLECTIONS, Catalog, collection, open_catalog
 from terracover.features import SEASONS
+from terracover.keys import datasets_prefix
 from terracover.settings import Settings, get_settings
 from terracover.sources import SceneQuery, open_scene_source
 from terracover.store import open_store
@@ -126,7 +127,7 @@ def years_with_new_labels(settings: Settings | None = None) -> list[int]:
             newest_label[year] = max(newest_label.get(year, when), when)
     years = []
     for year, when in sorted(newest_label.items()):
-        tables = store.list(f"datasets/{year}/")
+        tables = store.list(datasets_prefix(year))
         if not tables or max(store.modified(k) for k in tables) < when:
             years.append(int(year))
     return years
@@ -153,13 +154,13 @@ def build_training_set(year: int, settings: Settings | None = None) -> dict[str,
     )
     quality = gate(table, s.min_samples_per_class)
     log.info("%s", quality.markdown())
-    info = store_training_table(year, table, store, new_points, report)
+    info = store_training_table(year, table, store, new_points)
     return {
         "year": year,
         "dataset_uri": info.uri,
         "sha256": info.sha256,
         "rows": info.rows,
-        "new_points": info.new_points,
+        "new_points": new_points,
         "class_counts": info.class_counts,
         "split_counts": info.split_counts,
         "missing_coverage": len(report.missing_coverage),

@@ -40,6 +40,7 @@ from terracover.catalog import COMPOSITES_COLLECTION, Catalog
 from terracover.cog import write_cog
 from terracover.fastpath import compile_proba
 from terracover.features import select_bands
+from terracover.keys import prediction_key
 from terracover.missing import UNCLASSIFIED, classifiable_rows
 from terracover.settings import Settings, get_settings
 from terracover.stacks import stack_item_id
@@ -163,8 +164,8 @@ class OutputGrid:
 
 def _window(transform: Affine, shape: tuple[int, int], bounds: tuple[float, float, float, float]) -> Window | None:
     inv = ~transform
-    c0, r0 = inv * (bounds[0], bounds[3])
-    c1, r1 = inv * (bounds[2], bounds[1])
+    c0, r0 = inv @ (bounds[0], bounds[3])
+    c1, r1 = inv @ (bounds[2], bounds[1])
     col0, row0 = max(0, math.floor(min(c0, c1))), max(0, math.floor(min(r0, r1)))
     col1, row1 = min(shape[1], math.ceil(max(c0, c1))), min(shape[0], math.ceil(max(r0, r1)))
     if col1 <= col0 or row1 <= row0:
@@ -297,8 +298,8 @@ def _add_subtile(
         values = _read_part(st, key, src_win, names, store)
         use = np.isfinite(values[:n_model]).all(axis=0)
         src_codes, src_conf = _classify_part(values, use, n_model, model, mosaic)
-        src_transform = st.transform * Affine.translation(src_win.col_off, src_win.row_off)
-        dst_transform = g.transform * Affine.translation(out_win.col_off, out_win.row_off)
+        src_transform = st.transform @ Affine.translation(src_win.col_off, src_win.row_off)
+        dst_transform = g.transform @ Affine.translation(out_win.col_off, out_win.row_off)
         shape = (int(out_win.height), int(out_win.width))
         codes = np.zeros(shape, dtype=np.uint8)
         conf = np.full(shape, np.nan, dtype=np.float32)
@@ -328,8 +329,8 @@ def _aligned_windows(
     out_win = g.window_of(bounds)
     if out_win is None:
         return None
-    x0, y0 = g.transform * (out_win.col_off, out_win.row_off)
-    c, r = ~st.transform * (x0, y0)
+    x0, y0 = g.transform @ (out_win.col_off, out_win.row_off)
+    c, r = ~st.transform @ (x0, y0)
     col0, row0 = round(c), round(r)
     c0, r0 = max(col0, 0), max(row0, 0)
     c1 = min(col0 + int(out_win.width), st.shape[1])
@@ -344,7 +345,7 @@ def _aligned_windows(
 def _inside(geom: BaseGeometry, win: Window, g: OutputGrid, all_touched: bool) -> np.ndarray:
     """Pixels of the output window whose centre lies in ``geom`` (or that it touches at all)."""
     shape = (int(win.height), int(win.width))
-    transform = g.transform * Affine.translation(win.col_off, win.row_off)
+    transform = g.transform @ Affine.translation(win.col_off, win.row_off)
     return geometry_mask([geom], out_shape=shape, transform=transform, invert=True, all_touched=all_touched)
 
 
@@ -378,10 +379,6 @@ class Prediction:
 def new_prediction_id() -> str:
     """Sortable by time, unique without coordination between replicas."""
     return f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:12]}"
-
-
-def prediction_key(year: int, prediction_id: str) -> str:
-    return f"predictions/{year}/{prediction_id}.tif"
 
 
 def coverage(

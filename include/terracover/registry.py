@@ -116,8 +116,7 @@ class Approval:
         chosen = list(response.get("chosen_options") or [])
         if chosen != [APPROVE_OPTION]:
             raise ValueError(f"the human response chose {chosen}, not [{APPROVE_OPTION!r}]: nothing to approve")
-        user = response.get("responded_by_user") or {}
-        who = str(user.get("name") or user.get("id") or "")
+        who = responder(response)
         if not who:
             raise ValueError("the response names no responder (timed-out default?): a promotion needs a person")
         at = response.get("responded_at")
@@ -125,6 +124,12 @@ class Approval:
         if not isinstance(when, datetime):
             raise ValueError("the response has no responded_at timestamp")
         return cls(approved_by=who, approved_at=when, _origin=_FROM_HITL)
+
+
+def responder(response: Mapping[str, Any]) -> str:
+    """Who answered a human-in-the-loop request (``responded_by_user`` name, else id; "" when nobody did)."""
+    user = response.get("responded_by_user") or {}
+    return str(user.get("name") or user.get("id") or "")
 
 
 def client(settings: Settings | None = None) -> MlflowClient:
@@ -294,7 +299,7 @@ def _log_evaluation(evaluation: Evaluation, out: Path, title: str) -> None:
     import mlflow
     import pandas as pd
 
-    from terracover.evaluate import class_name
+    from terracover.classes import class_name
 
     evaluation.save_confusion_png(out / "confusion_matrix.png", title)
     (out / "confusion_matrix.csv").write_text(evaluation.confusion_csv())

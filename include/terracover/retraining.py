@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from terracover.keys import decision_key
 from terracover.labels import labels_newer_than
 from terracover.settings import Settings, get_settings
 from terracover.store import ObjectStore, open_store
@@ -93,6 +94,6 @@ def _now() -> str:
 
 
 def record(d: Decision, store: ObjectStore) -> str:
-    key = f"monitoring/decisions/{d.year}/{d.decided_at.replace(':', '')}.json"
+    key = decision_key(d.year, d.decided_at)
     store.put_bytes(key, json.dumps(asdict(d), indent=2).encode(), content_type="application/json")
     return key

@@ -14,7 +14,7 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-TILE_SIZE_PX = 10980  # a Sentinel-2 MGRS tile at 10 m
+from terracover.mgrs import check_subtile_size, normalise_tile
 
 
 class Settings(BaseSettings):
@@ -90,14 +90,12 @@ class Settings(BaseSettings):
     @field_validator("subtile_size")
     @classmethod
     def _divides_tile(cls, v: int) -> int:
-        if v <= 0 or TILE_SIZE_PX % v:
-            raise ValueError(f"subtile_size must divide {TILE_SIZE_PX} (e.g. 1098, 549, 366, 183), got {v}")
-        return v
+        return check_subtile_size(v)
 
     @field_validator("tiles")
     @classmethod
     def _upper_tiles(cls, v: list[str]) -> list[str]:
-        return [t.strip().upper().removeprefix("T") for t in v]
+        return [normalise_tile(t) for t in v]
 
     @model_validator(mode="after")
     def _embedded_defaults(self) -> Settings:

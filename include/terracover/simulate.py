@@ -34,6 +34,7 @@ from terracover.bands import BANDS, SCL, SPECTRAL_BANDS
 from terracover.classes import CLASS_CODES
 from terracover.cog import write_cog
 from terracover.features import SEASONS
+from terracover.keys import label_key
 
 log = logging.getLogger(__name__)
 
@@ -569,11 +570,9 @@ def _plan_tile(t: grid.Tile, frame: _TileFrame, cfg: SimulationConfig) -> tuple[
 
 
 def _region_tiles(cfg: SimulationConfig) -> list[tuple[grid.Tile, tuple[float, float, float, float]]]:
-    from terracover.ingest import region_bounds
-
     out = []
     for t in grid.tiles_for_geometry(box(*cfg.region_bbox)):
-        bounds = region_bounds(t.name, cfg.region_bbox, cfg.subtile_size)
+        bounds = grid.region_bounds(t.name, cfg.region_bbox, cfg.subtile_size)
         if bounds is not None:
             out.append((t, bounds))
     return out
@@ -770,7 +769,7 @@ def main(argv: list[str] | None = None) -> None:
                 f" eo:cloud_cover <= {cfg.max_cloud_cover:g}"
             )
         if not args.no_labels:
-            key = f"labels/simulated-{year}.parquet"
+            key = label_key(f"simulated-{year}")
             with store.writer(key, suffix=".parquet") as path:
                 archive.labels.to_parquet(path, index=False)
             print(f"labels for {year} -> {store.uri(key)}")

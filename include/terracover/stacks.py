@@ -30,18 +30,14 @@ from terracover.bands import SCL, SPECTRAL_BANDS, valid_scl_lut
 from terracover.catalog import COMPOSITES_COLLECTION, DEM_COLLECTION, SCENES_COLLECTION, Catalog
 from terracover.cog import write_cog
 from terracover.composite import composite_bands, iter_windows
-from terracover.dem import TERRAIN_BANDS, terrain_key
+from terracover.dem import TERRAIN_BANDS
 from terracover.grid import Subtile
-from terracover.ingest import scene_key
+from terracover.keys import scene_key, stack_key, terrain_key
 from terracover.store import ObjectStore
 
 log = logging.getLogger(__name__)
 
 BLOCK_ROWS = 256  # rows per block: 14 bands x T dates x 256 x 1098 x 2 B stays under ~100 MB for T=12
-
-
-def stack_key(year: int, subtile: Subtile) -> str:
-    return f"composites/{year}/{subtile.tile.name}/{subtile.id}/features.tif"
 
 
 def stack_item_id(year: int, subtile: Subtile) -> str:
@@ -100,8 +96,8 @@ def _read_stack(
     cloud edge or nodata into a clear pixel.
     """
     rows, cols = int(window.height), int(window.width)
-    x0, y0 = subtile.transform * (window.col_off, window.row_off)
-    x1, y1 = subtile.transform * (window.col_off + cols, window.row_off + rows)
+    x0, y0 = subtile.transform @ (window.col_off, window.row_off)
+    x1, y1 = subtile.transform @ (window.col_off + cols, window.row_off + rows)
     bounds = (min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1))
     values = np.zeros((len(bands), len(items), rows, cols), dtype=np.uint16)
     scl = np.zeros((len(items), rows, cols), dtype=np.uint8)

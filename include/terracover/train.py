@@ -18,16 +18,12 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from terracover.dataset import feature_columns, split_xy
+
 if TYPE_CHECKING:
     import pandas as pd
-    from pyarrow import fs
-
-    from terracover.settings import Settings
 
 log = logging.getLogger(__name__)
-
-# Columns of a training table that are not features (docs/CONTRACTS.md).
-META_COLUMNS = frozenset({"point_id", "lon", "lat", "year", "class_code", "tile", "subtile", "row", "col", "split"})
 
 
 @dataclass(frozen=True)
@@ -108,93 +104,6 @@ class TrainedModel:
             "rfe_candidates": len(self.candidate_features) if self.rfe_target else None,
             **hp,
         }
-
-
-@dataclass(frozen=True)
-class TrainingTable:
-    """A training table with its identity: where it lives and its content hash (the file name)."""
-
-    frame: pd.DataFrame
-    uri: str
-    sha256: str
-
-
-def _filesystem(uri: str, settings: Settings) -> tuple[fs.FileSystem, str]:
-    """pyarrow filesystem and path for a store URI (local folder, ``file://`` or ``s3://``)."""
-    from pyarrow import fs
-
-    if uri.startswith("s3://"):
-        return fs.S3FileSystem(endpoint_override=settings.s3_endpoint_url, region=settings.s3_region), uri[5:]
-    return fs.LocalFileSystem(), uri.removeprefix("file://")
-
-
-def newest_table_uri(year: int, settings: Settings) -> str:
-    """The most recently written ``datasets/{year}/*.parquet`` of the store."""
-    from pyarrow import fs
-
-    prefix = f"{settings.store_uri.rstrip('/')}/datasets/{int(year)}"
-    filesystem, path = _filesystem(prefix, settings)
-    infos = [
-        i
-        for i in filesystem.get_file_info(fs.FileSelector(path, allow_not_found=True))
-        if i.type == fs.FileType.File and i.base_name.endswith(".parquet")
-    ]
-    if not infos:
-        raise FileNotFoundError(f"no training table under {prefix}/: run build_training_set for {year} first")
-    newest = max(infos, key=lambda i: (i.mtime_ns or 0, i.base_name))
-    return f"{prefix}/{newest.base_name}"
-
-
-def load_table(year: int, dataset_uri: str | None, settings: Settings) -> TrainingTable:
-    """The table at ``dataset_uri``, else the year's newest; its sha256 is its file name (CONTRACTS.md)."""
-    import pyarrow.parquet as pq
-
-    uri = dataset_uri or newest_table_uri(year, settings)
-    filesystem, path = _filesystem(uri, settings)
-    frame = pq.read_table(path, filesystem=filesystem).to_pandas()
-    years = set(frame["year"].unique().tolist()) if "year" in frame else set()
-    if years != {int(year)}:
-        raise ValueError(f"{uri} holds years {sorted(years)}, not {year}: pass the dataset_uri of a {year} table")
-    return TrainingTable(frame=frame, uri=uri, sha256=uri.rsplit("/", 1)[-1].removesuffix(".parquet"))
-
-
-def data_added_summary(table: pd.DataFrame, previous: pd.DataFrame | None, uri: str) -> str:
-    """Markdown: the dataset per split and class, and the points it adds over the champion's dataset."""
-    from terracover.evaluate import class_name
-
-    def per_class(frame: pd.DataFrame) -> str:
-        counts = frame["class_code"].value_counts().sort_index()
-        return ", ".join(f"{class_name(c)} {n}" for c, n in zip(counts.index, counts, strict=True)) or "none"
-
-    splits = table["split"].value_counts()
-    lines = [
-        f"- dataset `{uri}`: {len(table)} points (train {splits.get('train', 0)}, "
-        f"test {splits.get('test', 0)}); {per_class(table)}"
-    ]
-    if previous is None:
-        lines.append("- no champion dataset to compare with")
-    else:
-        old_ids = set(previous["point_id"])
-        new = table[~table["point_id"].isin(old_ids)]
-        gone = len(old_ids - set(table["point_id"]))
-        lines.append(f"- added since the champion's dataset: {len(new)} points ({per_class(new)}); removed {gone}")
-    return "\n".join(lines)
-
-
-def feature_columns(table: pd.DataFrame) -> list[str]:
-    """The table's feature columns, in table order (everything that is not a contract meta column)."""
-    return [c for c in table.columns if c not in META_COLUMNS]
-
-
-def split_xy(table: pd.DataFrame, features: Sequence[str], split: str | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Feature matrix (float32, columns in ``features`` order) and class codes, optionally of one split."""
-    missing = [f for f in features if f not in table.columns]
-    if missing:
-        raise ValueError(f"training table lacks feature columns {missing}; rebuild the dataset with these features")
-    rows = table if split is None else table[table["split"] == split]
-    if rows.empty:
-        raise ValueError(f"training table has no rows with split == {split!r}")
-    return rows[list(features)].to_numpy(dtype=np.float32), rows["class_code"].to_numpy(dtype=np.int64)
 
 
 def build_estimator(config: ModelConfig, seed: int) -> Any:

@@ -6,6 +6,7 @@ Lives in plugins/ (on Airflow's sys.path) so DAG files stay declarative; the dom
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -31,6 +32,13 @@ def setup_logging() -> None:
     import logging
 
     logging.getLogger("terracover").setLevel(logging.INFO)
+
+
+def events_by_year(triggering_asset_events: Mapping[Any, Iterable[Any]]) -> dict[int, dict[str, Any]]:
+    """The ``extra`` of the newest triggering asset event of each year (by year): which years a run works on."""
+    events = sorted((e for evs in triggering_asset_events.values() for e in evs), key=lambda e: e.timestamp)
+    newest = {int(e.extra["year"]): dict(e.extra) for e in events if e.extra.get("year")}
+    return dict(sorted(newest.items()))
 
 
 def resolve_year(params: dict[str, Any], logical_date: Any = None) -> int:

@@ -148,12 +148,13 @@ class ModelCache:
             return self._drift[key]
 
     def _build_monitor(self, model: LoadedModel) -> DriftMonitor | None:
-        from terracover.train import load_table
+        from terracover.dataset import load_table
+        from terracover.store import open_store
 
         try:
             tags = registry.version_tags(ModelRef(model.name, model.version, model.run_id, 0), self.settings)
             year = int(model.name.removeprefix("landcover-"))
-            table = load_table(year, tags.get("dataset_uri"), self.settings).frame
+            table = load_table(year, tags.get("dataset_uri"), open_store(self.settings)).frame
             train = table[table["split"] == "train"] if "split" in table else table
             return DriftMonitor(Reference.from_table(train, model.features), sample_px=self.settings.drift_sample_px)
         except Exception as exc:  # drift is an aid, never a reason to fail a prediction

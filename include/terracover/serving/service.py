@@ -30,6 +30,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from terracover import classes, registry
 from terracover.catalog import COMPOSITES_COLLECTION, open_catalog
+from terracover.keys import prediction_key
 from terracover.predict import (
     AoiTooLargeError,
     BadRequestError,
@@ -37,7 +38,6 @@ from terracover.predict import (
     Prediction,
     classify,
     predict_aoi,
-    prediction_key,
     validate_aoi,
 )
 from terracover.provenance import prediction_item, record

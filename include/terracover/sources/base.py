@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -15,9 +14,7 @@ from rasterio.enums import Resampling
 from rasterio.windows import from_bounds
 
 from terracover.bands import BAND_BY_NAME, band_for_asset
-from terracover.settings import Settings, get_settings
-
-_TILE_RE = re.compile(r"^(\d{1,2})([C-HJ-NP-X])([A-HJ-NP-Z]{2})$")
+from terracover.mgrs import normalise_tile
 
 
 @dataclass(frozen=True)
@@ -48,15 +45,6 @@ def scene_tile(item: pystac.Item) -> str:
     if "tileId" in props:  # Sentinel Hub catalog
         return str(props["tileId"]).removeprefix("T")
     raise ValueError(f"item {item.id} names no MGRS tile (grid:code, mgrs:*, s2:mgrs_tile)")
-
-
-def normalise_tile(name: str) -> str:
-    """``T30SYJ``/``30syj``/``9RKH`` -> ``30SYJ``."""
-    t = name.strip().upper().removeprefix("T")
-    m = _TILE_RE.match(t)
-    if not m:
-        raise ValueError(f"expected an MGRS tile like 30SYJ, got {name!r}")
-    return f"{int(m.group(1)):02d}{m.group(2)}{m.group(3)}"
 
 
 def gdal_href(href: str) -> str:
@@ -131,19 +119,3 @@ def filter_items(items: Sequence[pystac.Item], query: SceneQuery) -> list[pystac
             continue
         kept.append(it)
     return sorted(kept, key=lambda i: (i.datetime, i.id))
-
-
-def open_scene_source(settings: Settings | None = None) -> SceneSource:
-    """The source named by ``settings.scene_source``."""
-    s = settings or get_settings()
-    if s.scene_source == "stac":
-        from terracover.sources.stac_api import StacApiSource
-
-        return StacApiSource(s.stac_api_url, s.s2_collection)
-    if s.scene_source == "sentinelhub":
-        from terracover.sources.sentinelhub import SentinelHubSource
-
-        return SentinelHubSource.from_settings(s)
-    from terracover.sources.simulated import SimulatedSource
-
-    return SimulatedSource(s.home / "archive")

@@ -15,8 +15,9 @@ import numpy as np
 import pystac
 
 from terracover.bands import BAND_BY_NAME
+from terracover.mgrs import normalise_tile
 from terracover.settings import Settings
-from terracover.sources.base import SceneQuery, SceneSource, filter_items, normalise_tile, scene_tile
+from terracover.sources.base import SceneQuery, SceneSource, filter_items, scene_tile
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,8 @@ import logging
 import pystac
 from pystac_client import Client
 
-from terracover.sources.base import SceneQuery, SceneSource, filter_items, normalise_tile
+from terracover.mgrs import normalise_tile
+from terracover.sources.base import SceneQuery, SceneSource, filter_items
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,59 @@
+"""Every object-store key pattern of docs/CONTRACTS.md, spelled once.
+
+Keys are relative to the store root (``terracover.store``). A module that writes or lists objects builds the
+key here, so a layout change is one edit and a reader can see the whole store layout on one screen.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from terracover.grid import Subtile
+
+LABELS_PREFIX = "labels/"  # label files: GeoJSON, CSV or Parquet, any name below it
+
+
+def label_key(name: str) -> str:
+    """A label file terracover writes itself (Parquet): ``labels/{name}.parquet``."""
+    return f"{LABELS_PREFIX}{name}.parquet"
+
+
+def scene_key(tile: str, day: str, band: str) -> str:
+    """One ingested band of one scene: ``scenes/{tile}/{YYYY-MM-DD}/{band}.tif``."""
+    return f"scenes/{tile}/{day}/{band}.tif"
+
+
+def terrain_key(tile: str) -> str:
+    """A tile's terrain (bands dem, slope, aspect): ``dem/{tile}/terrain.tif``."""
+    return f"dem/{tile}/terrain.tif"
+
+
+def stack_key(year: int, subtile: Subtile) -> str:
+    """A subtile's feature stack: ``composites/{year}/{tile}/{subtile_id}/features.tif``."""
+    return f"composites/{year}/{subtile.tile.name}/{subtile.id}/features.tif"
+
+
+def datasets_prefix(year: int) -> str:
+    """Where the training tables of a year live: ``datasets/{year}/``."""
+    return f"datasets/{int(year)}/"
+
+
+def dataset_key(year: int, sha256: str) -> str:
+    """A training table, named by the sha256 of its canonical bytes: ``datasets/{year}/{sha256}.parquet``."""
+    return f"{datasets_prefix(year)}{sha256}.parquet"
+
+
+def prediction_key(year: int, prediction_id: str) -> str:
+    """A classified map: ``predictions/{year}/{prediction_id}.tif``."""
+    return f"predictions/{year}/{prediction_id}.tif"
+
+
+def decisions_prefix(year: int) -> str:
+    """Where the retraining decisions of a year live: ``monitoring/decisions/{year}/``."""
+    return f"monitoring/decisions/{int(year)}/"
+
+
+def decision_key(year: int, decided_at: str) -> str:
+    """One retraining decision; ``decided_at`` is an ISO timestamp (colons dropped: S3- and Windows-safe)."""
+    return f"{decisions_prefix(year)}{decided_at.replace(':', '')}.json"
