@@ -137,7 +137,7 @@ def from_table(
 ) -> AccuracySample:
     """The model's reference sample from its training table: the ``accuracy`` split when the year has
     dedicated accuracy labels, else the held-out ``test`` split."""
-    from terracover.train import split_xy
+    from terracover.dataset import split_xy
 
     has_accuracy = "split" in table and bool((table["split"] == ACCURACY_SPLIT).any())
     split = ACCURACY_SPLIT if has_accuracy else "test"
