@@ -11,10 +11,12 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import pystac
 from affine import Affine
 from pyproj import Transformer
+from rasterio.enums import Resampling
 from shapely.geometry import box, mapping
 from shapely.ops import transform as shp_transform
 
@@ -23,6 +25,17 @@ from terracover.bands import BAND_BY_NAME, SCL, SPECTRAL_BANDS
 from terracover.catalog import SCENES_COLLECTION, Catalog
 from terracover.cog import write_cog
 from terracover.keys import scene_key
+from terracover.radiometry import (
+    DARK_TARGET_BANDS,
+    DARK_TARGET_PROPERTY,
+    DarkTargetCheck,
+    OffsetDecision,
+    OffsetError,
+    check_dark_targets,
+    contradiction_message,
+    dn_offsets,
+    evidence_properties,
+)
 from terracover.sources.base import SceneSource, scene_tile
 from terracover.store import ObjectStore
 
@@ -54,8 +67,13 @@ def catalog_item(
     store: ObjectStore,
     bands: Sequence[str],
     source: str,
+    radiometry: dict[str, Any] | None = None,
 ) -> pystac.Item:
-    """The store-side STAC item of an ingested scene: geometry of the clipped window, assets in the store."""
+    """The store-side STAC item of an ingested scene: geometry of the clipped window, assets in the store.
+
+    It keeps the source's offset evidence (``earthsearch:*``, ``s2:*``...) and ``radiometry``: the decided DN
+    offset per band and the dark-target check (:mod:`terracover.radiometry`), which is what compositing reads.
+    """
     t = grid.tile(tile)
     to_wgs84 = Transformer.from_crs(t.epsg, 4326, always_xy=True).transform
     footprint = shp_transform(to_wgs84, box(*bounds).segmentize(1000))
@@ -64,8 +82,10 @@ def catalog_item(
         for k, v in item.properties.items()
         if k.startswith(("eo:", "s2:", "mgrs:", "grid:", "view:", "proj:")) or k in ("platform", "constellation")
     }
+    props.update(evidence_properties(item))
     props.update(
         {
+            **(radiometry or {}),
             "terracover:tile": tile,
             "terracover:source": source,
             "terracover:source_item": item.id,
@@ -115,6 +135,7 @@ def ingest_scene(
     if bounds is None:
         raise ValueError(f"scene {item.id} is on tile {tile}, which the region {region_bbox} does not touch")
     epsg = grid.tile(tile).epsg
+    decision = scene_offsets(item, source)  # before copying: an unknown offset must not cost a download
     copied = skipped = 0
     for i, band in enumerate(bands, start=1):
         key = scene_key(tile, day, band)
@@ -137,8 +158,44 @@ def ingest_scene(
             data.shape[0],
             res,
         )
-    catalog.upsert_items([catalog_item(item, tile, bounds, store, bands, source.name)])
+    check = dark_target_check(store, tile, day, decision)
+    if check is not None and check.contradicts:
+        raise OffsetError(contradiction_message(item.id, decision, check))
+    radiometry = {**decision.properties(), DARK_TARGET_PROPERTY: check.as_dict() if check else None}
+    catalog.upsert_items([catalog_item(item, tile, bounds, store, bands, source.name, radiometry)])
     return IngestResult(item.id, tile, day, copied, skipped, round(time.perf_counter() - t0, 3))
+
+
+def scene_offsets(item: pystac.Item, source: SceneSource) -> OffsetDecision:
+    """The item's DN offsets (:func:`terracover.radiometry.dn_offsets`), reading the product metadata from the
+    source only when nothing in the item decides (raw ESA items)."""
+    try:
+        return dn_offsets(item)
+    except OffsetError:
+        metadata = source.product_metadata(item)
+        if metadata is None:
+            raise
+        return dn_offsets(item, metadata)
+
+
+DARK_CHECK_MAX_PX = 1024  # the check reads the scene decimated to at most this many pixels a side
+
+
+def dark_target_check(store: ObjectStore, tile: str, day: str, decision: OffsetDecision) -> DarkTargetCheck | None:
+    """The dark-target check of an ingested scene's DNs against its declared offsets (None without SCL)."""
+    if not store.exists(scene_key(tile, day, SCL.name)) or not all(
+        store.exists(scene_key(tile, day, b)) for b in DARK_TARGET_BANDS
+    ):
+        return None
+    with store.open_raster(scene_key(tile, day, SCL.name)) as src:
+        step = max(1, -(-max(src.height, src.width) // DARK_CHECK_MAX_PX))
+        shape = (-(-src.height // step), -(-src.width // step))
+        scl = src.read(1, out_shape=shape, resampling=Resampling.nearest)
+    dns = {}
+    for band in DARK_TARGET_BANDS:
+        with store.open_raster(scene_key(tile, day, band)) as src:
+            dns[band] = src.read(1, out_shape=shape, resampling=Resampling.nearest)
+    return check_dark_targets(dns, scl, decision.dn_offset)
 
 
 def pending_scenes(items: Sequence[pystac.Item], catalog: Catalog) -> list[pystac.Item]:

@@ -111,7 +111,7 @@ def build_one_stack(year: int, tile: str, subtile: str, settings: Settings | Non
 
     s = settings or get_settings()
     st = grid.subtile(tile, subtile, s.subtile_size)
-    return asdict(build_stack(year, st, open_store(s), ready_catalog(s)))
+    return asdict(build_stack(year, st, open_store(s), ready_catalog(s), max_out_of_range=s.stack_max_out_of_range))
 
 
 def years_with_new_labels(settings: Settings | None = None) -> list[int]:

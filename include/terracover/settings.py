@@ -50,6 +50,13 @@ class Settings(BaseSettings):
 
     # --- grid and region ---------------------------------------------------------------------------
     subtile_size: int = Field(default=1098, description="Subtile edge in 10 m pixels; must divide 10980.")
+    stack_max_out_of_range: float = Field(
+        default=0.05,
+        ge=0,
+        le=1,
+        description="Largest share of a season's valid pixels in one optical band with non-physical reflectance"
+        " (terracover.stackguard) before build_stack fails: a wrong L2A offset stops there.",
+    )
     region_bbox: tuple[float, float, float, float] = Field(
         default=(-0.045, 39.94, 0.035, 39.975),
         description="lon/lat box (west, south, east, north) of the region kept current. The default straddles"

@@ -13,7 +13,7 @@ import json
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 
@@ -26,13 +26,15 @@ from shapely.geometry import box, mapping
 from shapely.ops import transform as shp_transform
 
 from terracover import features as feat
-from terracover.bands import SCL, SPECTRAL_BANDS, valid_scl_lut
+from terracover.bands import REFLECTANCE_SCALE, SCL, SPECTRAL_BANDS, valid_scl_lut
 from terracover.catalog import COMPOSITES_COLLECTION, DEM_COLLECTION, SCENES_COLLECTION, Catalog
 from terracover.cog import write_cog
 from terracover.composite import composite_bands, iter_windows
 from terracover.dem import TERRAIN_BANDS
 from terracover.grid import Subtile
 from terracover.keys import scene_key, stack_key, terrain_key
+from terracover.radiometry import OffsetError, dn_offsets
+from terracover.stackguard import DEFAULT_MAX_OUT_OF_RANGE, RangeGuard
 from terracover.store import ObjectStore
 
 log = logging.getLogger(__name__)
@@ -42,15 +44,6 @@ BLOCK_ROWS = 256  # rows per block: 14 bands x T dates x 256 x 1098 x 2 B stays 
 
 def stack_item_id(year: int, subtile: Subtile) -> str:
     return f"{year}-{subtile.tile.name}-{subtile.id}"
-
-
-def processing_offset(item: pystac.Item) -> int:
-    """DN offset of L2A processing baseline >= 04.00 (BOA_ADD_OFFSET = -1000), else 0."""
-    baseline = str(item.properties.get("s2:processing_baseline", "00.00"))
-    try:
-        return 1000 if float(baseline) >= 4.0 else 0
-    except ValueError:
-        return 0
 
 
 @dataclass(frozen=True)
@@ -81,6 +74,28 @@ def _inputs_digest(names: Sequence[str], scenes: dict[str, list[pystac.Item]]) -
     return hashlib.sha256(json.dumps({"features": list(names), "scenes": ids}).encode()).hexdigest()
 
 
+def common_dn_base(items: Sequence[pystac.Item], bands: Sequence[str]) -> tuple[list[dict[str, int]], np.ndarray]:
+    """Each item's DN offsets (:func:`terracover.radiometry.dn_offsets`) and, per band, the largest of them.
+
+    Dates of one season may differ in offset (baseline 04.00 arrived mid-winter 2022; providers harmonise or
+    not), and a median needs one DN scale: every date is shifted up to the common base, so no value is clipped
+    and reflectance = (median - base) / 10000 keeps its sign.
+    """
+    offsets = []
+    for item in items:
+        try:
+            offsets.append(dn_offsets(item).dn_offset)
+        except OffsetError as exc:
+            raise OffsetError(f"{exc}. Re-ingest the scene so its catalog item records terracover:dn_offset") from exc
+    base = np.array([max((o.get(b, 0) for o in offsets), default=0) for b in bands], dtype=np.int64)
+    return offsets, base
+
+
+def clip_floor(offsets: Sequence[Mapping[str, int]], bands: Sequence[str]) -> dict[str, float]:
+    """Per band, the reflectance of DN 1 (the lowest valid DN, where providers clip) of the least-offset date."""
+    return {b: (1 - min((o.get(b, 0) for o in offsets), default=0)) * REFLECTANCE_SCALE for b in bands}
+
+
 def _read_stack(
     store: ObjectStore,
     items: Sequence[pystac.Item],
@@ -89,21 +104,22 @@ def _read_stack(
     window: Window,
     bands: Sequence[str],
     stack: ExitStack,
-) -> tuple[np.ndarray, np.ndarray]:
-    """(bands, T, rows, cols) uint16 DNs and (T, rows, cols) SCL for one block, all on the 10 m grid.
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, float]]:
+    """(bands, T, rows, cols) uint16 DNs on a common offset base, (T, rows, cols) SCL, the (bands,) base and
+    the reflectance of the clip floor per band (:func:`clip_floor`).
 
-    Coarser bands are upsampled with nearest neighbour: it keeps each 20/60 m value intact and never blends a
-    cloud edge or nodata into a clear pixel.
+    Everything is on the 10 m grid. Coarser bands are upsampled with nearest neighbour: it keeps each 20/60 m
+    value intact and never blends a cloud edge or nodata into a clear pixel. DN 0 (nodata) stays 0.
     """
     rows, cols = int(window.height), int(window.width)
     x0, y0 = subtile.transform @ (window.col_off, window.row_off)
     x1, y1 = subtile.transform @ (window.col_off + cols, window.row_off + rows)
     bounds = (min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1))
+    offsets, base = common_dn_base(items, bands)
     values = np.zeros((len(bands), len(items), rows, cols), dtype=np.uint16)
     scl = np.zeros((len(items), rows, cols), dtype=np.uint8)
     for t, item in enumerate(items):
         day = item.datetime.date().isoformat() if item.datetime else ""
-        offset = processing_offset(item)
         for b, band in enumerate((*bands, SCL.name)):
             src = stack.enter_context(store.open_raster(scene_key(tile, day, band)))
             win = from_bounds(*bounds, transform=src.transform)
@@ -118,10 +134,12 @@ def _read_stack(
             if band == SCL.name:
                 scl[t] = data
                 continue
-            if offset and band in SPECTRAL_BANDS[:12]:
-                data = np.where(data > offset, data - offset, np.where(data > 0, 1, 0)).astype(np.uint16)
+            shift = int(base[b]) - offsets[t].get(band, 0)
+            if shift:
+                wide = data.astype(np.int32)
+                data = np.where(wide > 0, np.minimum(wide + shift, 0xFFFE), 0).astype(np.uint16)
             values[b, t] = data
-    return values, scl
+    return values, scl, base, clip_floor(offsets, bands)
 
 
 def build_stack(
@@ -131,8 +149,13 @@ def build_stack(
     catalog: Catalog,
     feature_names: Sequence[str] | None = None,
     overwrite: bool = False,
+    max_out_of_range: float = DEFAULT_MAX_OUT_OF_RANGE,
 ) -> StackResult:
-    """Build (or skip, if its inputs have not changed) the feature stack of one subtile and year."""
+    """Build (or skip, if its inputs have not changed) the feature stack of one subtile and year.
+
+    Fails (:class:`terracover.stackguard.PhysicalRangeError`) before writing anything when more than
+    ``max_out_of_range`` of a season's valid pixels in any optical band lie outside the physical range.
+    """
     t0 = time.perf_counter()
     names = list(feature_names or feat.all_features())
     tile = subtile.tile.name
@@ -169,6 +192,7 @@ def build_stack(
     out = np.full((len(names), height, width), np.nan, dtype=np.float32)
     terrain = _read_terrain(store, catalog, subtile)
     valid_counts = {s: 0 for s in seasons_needed}
+    guard = RangeGuard()
     windows = list(iter_windows(height, width, block=BLOCK_ROWS))
     for i, window in enumerate(windows, start=1):
         rs = slice(int(window.row_off), int(window.row_off + window.height))
@@ -176,16 +200,21 @@ def build_stack(
         season_refl: dict[str, dict[str, np.ndarray]] = {}
         with ExitStack() as files:
             for season in seasons_needed:
-                values, scl = _read_stack(store, scenes[season], tile, subtile, window, SPECTRAL_BANDS, files)
+                values, scl, base, floor = _read_stack(
+                    store, scenes[season], tile, subtile, window, SPECTRAL_BANDS, files
+                )
                 med = composite_bands(values, scl, lut)
                 valid_counts[season] += int(np.isfinite(med[0]).sum())
+                med -= base[:, None, None].astype(np.float32)  # signed: negative reflectance is kept
                 season_refl[season] = feat.composite_to_values(dict(zip(SPECTRAL_BANDS, med, strict=True)))
+                guard.add(season, season_refl[season], floor)
         block = feat.compute_feature_stack(
             season_refl, terrain[0][rs, cs], terrain[1][rs, cs], terrain[2][rs, cs], names
         )
         out[:, rs, cs] = block
         log.info("stack %s: block %d/%d (rows %d-%d)", item_id, i, len(windows), rs.start, rs.stop)
     valid = {s: round(c / (height * width), 4) for s, c in valid_counts.items()}
+    guard.enforce(item_id, scenes, max_out_of_range)
     with store.writer(key, suffix=".tif") as path:
         write_cog(
             path,
@@ -201,7 +230,9 @@ def build_stack(
                 "terracover:inputs_sha256": digest,
             },
         )
-    catalog.upsert_items([_stack_item(year, subtile, store, key, names, scenes, digest, valid)])
+    item = _stack_item(year, subtile, store, key, names, scenes, digest, valid)
+    item.properties.update(guard.summary())
+    catalog.upsert_items([item])
     seconds = round(time.perf_counter() - t0, 3)
     log.info("stack %s: %d features written to %s in %.1fs (valid: %s)", item_id, len(names), key, seconds, valid)
     return StackResult(key, item_id, False, sum(map(len, scenes.values())), seconds, valid)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import urllib.request
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
+from pathlib import Path
 
 import numpy as np
 import pystac
@@ -15,6 +17,9 @@ from rasterio.windows import from_bounds
 
 from terracover.bands import BAND_BY_NAME, band_for_asset
 from terracover.mgrs import normalise_tile
+
+PRODUCT_METADATA_ASSETS = ("product_metadata", "product-metadata", "MTD_MSIL2A.xml")
+"""Asset keys under which catalogs link an L2A product's MTD_MSIL2A.xml (Copernicus Data Space STAC: the first)."""
 
 
 @dataclass(frozen=True)
@@ -81,6 +86,23 @@ class SceneSource(ABC):
             "GDAL_HTTP_MAX_RETRY": "4",
             "GDAL_HTTP_RETRY_DELAY": "2",
         }
+
+    def product_metadata(self, item: pystac.Item) -> str | None:
+        """The text of the item's L2A product metadata (``MTD_MSIL2A.xml``: BOA_ADD_OFFSET), if it links one.
+
+        Asked only when nothing in the item itself decides the L2A offset (raw ESA items). Reads local files and
+        HTTP(S); other schemes return None (the offset then stays an error with its message).
+        """
+        asset = next((item.assets[k] for k in PRODUCT_METADATA_ASSETS if k in item.assets), None)
+        if asset is None:
+            return None
+        href = asset.href
+        if href.startswith(("http://", "https://")):
+            with urllib.request.urlopen(href, timeout=60) as response:
+                return bytes(response.read()).decode()
+        if href.startswith("file://") or "://" not in href:
+            return Path(href.removeprefix("file://")).read_text()
+        return None
 
     def read_band(
         self, item: pystac.Item, band: str, bounds: tuple[float, float, float, float], resolution: float

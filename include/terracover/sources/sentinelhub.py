@@ -89,6 +89,7 @@ class SentinelHubSource(SceneSource):
                 log.warning("Sentinel Hub item %s names no MGRS tile: ignored", item.id)
                 return None
             item.properties["s2:mgrs_tile"] = tile
+        item.properties["sentinelhub:harmonize_values"] = True  # how read_band asks for the DNs
         return item
 
     def read_band(
@@ -111,7 +112,11 @@ class SentinelHubSource(SceneSource):
                 SentinelHubRequest.input_data(
                     self.collection,
                     time_interval=(when - timedelta(minutes=1), when + timedelta(minutes=1)),
-                    other_args={"processing": {"upsampling": "NEAREST", "downsampling": "NEAREST"}},
+                    # harmonizeValues (Sentinel Hub's default, explicit here): DNs = 10000 x reflectance, the
+                    # L2A offset of baseline >= 04.00 removed; _to_item declares it (terracover.radiometry).
+                    other_args={
+                        "processing": {"upsampling": "NEAREST", "downsampling": "NEAREST", "harmonizeValues": True}
+                    },
                 )
             ],
             responses=[SentinelHubRequest.output_response("default", MimeType.TIFF)],
