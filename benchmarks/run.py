@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks import bench_classify, bench_composite, bench_serving
+from benchmarks import bench_classify, bench_composite, bench_realdata, bench_serving
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -114,6 +114,7 @@ def sections(quick: bool) -> list[tuple[str, Any, Any]]:
     return [
         ("composite", lambda: bench_composite.run(size=size, dates=dates, repeat=2), bench_composite.format_table),
         ("classification", lambda: bench_classify.run(pixels=pixels), bench_classify.format_table),
+        ("realdata", lambda: bench_realdata.run(n_folds=3 if quick else 5), bench_realdata.format_table),
         ("serving", lambda: bench_serving.run(requests=requests, clients=4, repeat=2 if quick else 5),
          bench_serving.format_table),
         ("airflow", airflow_parse, format_airflow),

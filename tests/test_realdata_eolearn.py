@@ -8,10 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import rasterio
 from terracover.bands import SCL_CLOUD_HIGH, SCL_VEGETATION, valid_scl_lut
 from terracover.composite import composite_bands, scale_to_reflectance
 from terracover.indices import compute_index
+
+from tests.eolearn_patch import load_scenes
 
 pytestmark = pytest.mark.realdata
 
@@ -30,16 +31,7 @@ def patch(shared_data: Path) -> Path:
 @pytest.fixture(scope="module")
 def scenes(patch: Path) -> tuple[list[str], list[str], np.ndarray, np.ndarray]:
     """Dates in order, band names, (13, 5, H, W) uint16 DNs and (5, H, W) SCL made from the cloud masks."""
-    tifs = sorted((patch / "geotiff_derived").glob("S2_L1C_*_13bands.tif"))
-    dates = [t.name.split("_")[2] for t in tifs]
-    values, scl = [], []
-    for day, tif in zip(dates, tifs, strict=True):
-        with rasterio.open(tif) as src:
-            values.append(src.read())
-            bands = list(src.descriptions)
-        with rasterio.open(patch / "geotiff_derived" / f"CLM_{day}.tif") as src:
-            scl.append(np.where(src.read(1) == 1, SCL_CLOUD_HIGH, SCL_VEGETATION).astype(np.uint8))
-    return dates, bands, np.stack(values, axis=1), np.stack(scl)
+    return load_scenes(patch)
 
 
 @pytest.fixture(scope="module")
