@@ -77,6 +77,7 @@ def run(
 ) -> dict[str, Any]:
     from sklearn.ensemble import RandomForestClassifier
     from terracover import evaluate, train
+    from terracover.dataset import split_xy
     from terracover.predict import classify
     from terracover.registry import LoadedModel
 
@@ -94,7 +95,7 @@ def run(
     for k in range(n_folds):
         fold = table.assign(split=buffered_split(table, folds == k, buffer, shape), year=2015)
         sizes.append((int((fold["split"] == "train").sum()), int((fold["split"] == "test").sum())))
-        x_test, y_test = train.split_xy(fold, FEATURES, "test")
+        x_test, y_test = split_xy(fold, FEATURES, "test")
         rng = np.random.default_rng(k)
         block_rows = x_test[rng.integers(0, len(x_test), speed_rows)]
         codes = sorted(set(table["class_code"].tolist()))
@@ -105,7 +106,7 @@ def run(
             scores[name].append(evaluate.evaluate(y_test, predicted, labels=codes))
             if k == 0:
                 speeds[name] = _speeds(lambda x, m=loaded: classify(m, x), model.estimator, block_rows)
-        x_train, y_train = train.split_xy(fold, FEATURES, "train")
+        x_train, y_train = split_xy(fold, FEATURES, "train")
         rf = RandomForestClassifier(n_estimators=100, n_jobs=2, random_state=seed).fit(x_train, y_train)
         scores[KHAOS].append(evaluate.evaluate(y_test, rf.classes_[rf.predict_proba(x_test).argmax(1)], labels=codes))
         if k == 0:
