@@ -69,7 +69,7 @@ CONFIGS: dict[str, ModelConfig] = {
         ),
     )
 }
-DEFAULT_CONFIG = "rf_fast"
+DEFAULT_CONFIG = "rf_fast"  # chosen on the real-label benchmark: README, "Which model is the default"
 
 
 @dataclass
