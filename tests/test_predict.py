@@ -61,7 +61,7 @@ def stacks(settings: Settings) -> Settings:
         (mapping(box(300000, 4400000, 300100, 4400100)), BadRequestError, "WGS84"),
         ({"type": "Polygon", "coordinates": [[[0, 0], [1, 1], [1, 0], [0, 1], [0, 0]]]}, BadRequestError, "invalid"),
         (mapping(box(0, 0, 1, 1)), AoiTooLargeError, "limit"),
-        ({"type": "Polygon", "coordinates": [[[0, 0], [1]]]}, BadRequestError, "readable"),
+        ({"type": "Polygon", "coordinates": [[[0, 0], [1]]]}, BadRequestError, "position"),
         ({"type": "Feature", "geometry": None}, BadRequestError, "no geometry"),
         (mapping(box(0, 85, 1, 85.1)), BadRequestError, "-80..84"),
     ],

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import reprlib
 import time
 import uuid
 import warnings
@@ -29,7 +30,8 @@ from rasterio.enums import Resampling
 from rasterio.features import geometry_mask, shapes
 from rasterio.warp import reproject
 from rasterio.windows import Window
-from shapely.geometry import MultiPolygon, Polygon, mapping, shape
+from shapely import force_2d
+from shapely.geometry import MultiPolygon, Polygon, box, mapping, shape
 from shapely.geometry.base import BaseGeometry
 from shapely.ops import transform as shp_transform
 from shapely.ops import unary_union
@@ -76,14 +78,26 @@ class NoCoverageError(BadRequestError):
 # --- the AOI ---------------------------------------------------------------------------------------------
 
 
-def validate_aoi(obj: Any, max_km2: float | None = None) -> Polygon | MultiPolygon:
+GEOMETRY_TYPES = ("Polygon", "MultiPolygon", "Point", "MultiPoint", "LineString", "MultiLineString")
+_DEPTH = {"Point": 0, "MultiPoint": 1, "LineString": 1, "MultiLineString": 2, "Polygon": 2, "MultiPolygon": 3}
+
+
+class AoiLimitError(AoiTooLargeError):
+    """An AOI over a size limit that protects the service (vertices, features, bounding box)."""
+
+
+def validate_aoi(obj: Any, max_km2: float | None = None, settings: Settings | None = None) -> Polygon | MultiPolygon:
     """A GeoJSON Geometry, Feature or FeatureCollection as one valid (Multi)Polygon in WGS84 lon/lat.
 
-    Raises :class:`BadRequestError` naming what to fix: wrong type, coordinates out of range, self-intersections,
-    empty or oversized areas (geodesic area against ``max_km2``, default ``settings.max_aoi_km2``).
+    Raises :class:`BadRequestError` naming what to fix: wrong type or nesting, non-finite or out-of-range
+    coordinates, self-intersections, AOIs crossing the antimeridian (one request per side, see README), empty
+    areas; and :class:`AoiTooLargeError` over a limit (geodesic area against ``max_km2``, default
+    ``settings.max_aoi_km2``; vertex, feature and bounding-box caps from ``settings``). The raw JSON is walked
+    and counted before any geometry is built, so a hostile body costs at most the limits' worth of work.
     """
-    limit = get_settings().max_aoi_km2 if max_km2 is None else max_km2
-    geom = _as_geometry(obj)
+    s = settings or get_settings()
+    limit = s.max_aoi_km2 if max_km2 is None else max_km2
+    geom = _as_geometry(obj, _Budget(s.max_aoi_vertices, s.max_aoi_features), "the AOI")
     if geom.is_empty:
         raise BadRequestError("the AOI is empty: give a Polygon or MultiPolygon with at least three distinct corners")
     if not isinstance(geom, Polygon | MultiPolygon):
@@ -96,6 +110,12 @@ def validate_aoi(obj: Any, max_km2: float | None = None) -> Polygon | MultiPolyg
         )
     if miny < -80 or maxy > 84:
         raise BadRequestError(f"the AOI reaches latitude {miny if miny < -80 else maxy}: Sentinel-2 tiles span -80..84")
+    if _crosses_antimeridian(geom) or maxx - minx > 180:
+        raise BadRequestError(
+            "the AOI crosses the antimeridian (longitude ±180°): send one request per side, each a Polygon whose"
+            " longitudes stay within [-180, 180] on its own side (e.g. 179.9..180 and -180..-179.9), and add the"
+            " answers' class areas"
+        )
     if not geom.is_valid:
         raise BadRequestError(
             f"the AOI geometry is invalid ({explain_validity(geom)}): make the rings simple (no edge may cross"
@@ -109,30 +129,128 @@ def validate_aoi(obj: Any, max_km2: float | None = None) -> Polygon | MultiPolyg
         raise AoiTooLargeError(
             f"the AOI covers {km2:,.1f} km², more than the {limit:,.0f} km² limit: split it into parts"
         )
+    bbox_km2 = abs(_GEOD.geometry_area_perimeter(box(minx, miny, maxx, maxy))[0]) / 1e6
+    if bbox_km2 > s.max_aoi_bbox_km2:
+        raise AoiLimitError(
+            f"the AOI's bounding box covers {bbox_km2:,.0f} km², more than the {s.max_aoi_bbox_km2:,.0f} km²"
+            " limit (TERRACOVER_MAX_AOI_BBOX_KM2; the answer is a raster over that box): send the far-apart"
+            " or long thin parts as separate requests"
+        )
     return geom
 
 
-def _as_geometry(obj: Any) -> BaseGeometry:
+@dataclass
+class _Budget:
+    """The vertex and feature limits, and what one request's GeoJSON has used of them so far."""
+
+    max_vertices: int
+    max_features: int
+    vertices: int = 0
+    features: int = 0
+
+    def take_features(self, n: int) -> None:
+        self.features += n
+        if self.features > self.max_features:
+            raise AoiLimitError(
+                f"the AOI has more features or geometries than the {self.max_features:,} allowed"
+                " (TERRACOVER_MAX_AOI_FEATURES): merge them into one MultiPolygon or send several requests"
+            )
+
+    def take_vertices(self, n: int) -> None:
+        self.vertices += n
+        if self.vertices > self.max_vertices:
+            raise AoiLimitError(
+                f"the AOI has more than the {self.max_vertices:,} vertices allowed (TERRACOVER_MAX_AOI_VERTICES):"
+                " simplify it (shapely simplify(), QGIS 'Simplify') to about 10 m tolerance, or split it into"
+                " several requests"
+            )
+
+
+def _as_geometry(obj: Any, budget: _Budget, where: str) -> BaseGeometry:
     if not isinstance(obj, Mapping) or "type" not in obj:
-        raise BadRequestError("the AOI must be a GeoJSON object (Geometry, Feature or FeatureCollection) with a 'type'")
+        raise BadRequestError(
+            f"{where} must be a GeoJSON object (Geometry, Feature or FeatureCollection) with a 'type'"
+        )
     kind = obj["type"]
     if kind == "FeatureCollection":
         feats = obj.get("features")
         if not isinstance(feats, list) or not feats:
             raise BadRequestError("the FeatureCollection has no features: add at least one Polygon feature")
-        parts = [_as_geometry(f) for f in feats]
+        budget.take_features(len(feats))
+        parts = []
+        for i, f in enumerate(feats):
+            if not isinstance(f, Mapping) or f.get("type") != "Feature":
+                raise BadRequestError(
+                    f"features[{i}] of the FeatureCollection is not a Feature: each member must be"
+                    ' {"type": "Feature", "geometry": {...}, "properties": {...}}'
+                )
+            parts.append(_as_geometry(f, budget, f"features[{i}]"))
         return unary_union(parts) if len(parts) > 1 else parts[0]
     if kind == "Feature":
-        if not obj.get("geometry"):
-            raise BadRequestError("a Feature of the AOI has no geometry: give each feature a Polygon geometry")
-        return _as_geometry(obj["geometry"])
+        geometry = obj.get("geometry")
+        if not geometry:
+            raise BadRequestError(f"{where} (a Feature) has no geometry: give each feature a Polygon geometry")
+        if not isinstance(geometry, Mapping) or geometry.get("type") not in (*GEOMETRY_TYPES, "GeometryCollection"):
+            raise BadRequestError(
+                f"the geometry of {where} is not a GeoJSON geometry: a Feature holds a Polygon or MultiPolygon"
+                " (Features and FeatureCollections cannot be nested inside it)"
+            )
+        return _as_geometry(geometry, budget, f"the geometry of {where}")
+    if kind == "GeometryCollection":
+        members = obj.get("geometries")
+        if not isinstance(members, list):
+            raise BadRequestError(f'{where} is a GeometryCollection without a "geometries" list')
+        budget.take_features(len(members))
+        return unary_union([_as_geometry(m, budget, f"geometries[{i}] of {where}") for i, m in enumerate(members)])
+    if kind not in GEOMETRY_TYPES:
+        raise BadRequestError(
+            f"{where} has GeoJSON type {reprlib.repr(kind)}, which is not one of Feature, FeatureCollection or the"
+            " RFC 7946 geometries: send a Polygon or MultiPolygon (convert TopoJSON, KML, WKT first, e.g. with"
+            " GDAL's ogr2ogr -f GeoJSON)"
+        )
+    _check_coordinates(obj.get("coordinates"), _DEPTH[kind], budget, f"{where} ({kind})")
     try:
-        return shape(obj)
+        return force_2d(shape(obj))
     except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
         raise BadRequestError(
-            f"the AOI is not a readable GeoJSON geometry ({type(exc).__name__}: {exc}): a Polygon needs"
-            ' "coordinates": [[[lon, lat], ...]] with closed rings'
+            f"{where} is not a readable GeoJSON geometry ({type(exc).__name__}: {exc}): a Polygon needs"
+            ' "coordinates": [[[lon, lat], ...]] with closed rings of at least four positions'
         ) from exc
+
+
+def _check_coordinates(coords: Any, depth: int, budget: _Budget, where: str) -> None:
+    """Arrays nested ``depth`` deep around positions of 2-3 finite numbers, counted against the vertex budget."""
+    shape_hint = "[lon, lat]" if depth == 0 else "[" * depth + "[lon, lat], ..." + "]" * depth
+    stack: list[tuple[Any, int]] = [(coords, depth)]
+    while stack:
+        node, level = stack.pop()
+        if not isinstance(node, list | tuple):
+            raise BadRequestError(f'the "coordinates" of {where} must be nested arrays like {shape_hint}')
+        if level > 0:
+            stack.extend((child, level - 1) for child in node)
+            continue
+        budget.take_vertices(1)
+        if not 2 <= len(node) <= 3 or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in node):
+            raise BadRequestError(
+                f"a position of {where} is {reprlib.repr(node)}: each position is [lon, lat] (or [lon, lat, height])"
+                " in numbers"
+            )
+        if not all(math.isfinite(v) for v in node):
+            raise BadRequestError(
+                f"a position of {where} is {node}: coordinates must be finite numbers (no NaN or Infinity);"
+                " drop or fix the vertices your client could not compute"
+            )
+
+
+def _crosses_antimeridian(geom: Polygon | MultiPolygon) -> bool:
+    """True when an edge jumps more than 180° of longitude: drawn across ±180°, not around the globe."""
+    polys = geom.geoms if isinstance(geom, MultiPolygon) else [geom]
+    for poly in polys:
+        for ring in (poly.exterior, *poly.interiors):
+            lon = np.asarray(ring.coords)[:, 0]
+            if len(lon) > 1 and np.abs(np.diff(lon)).max() > 180:
+                return True
+    return False
 
 
 # --- the output grid -------------------------------------------------------------------------------------

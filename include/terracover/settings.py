@@ -77,6 +77,14 @@ class Settings(BaseSettings):
     serving_url: str = "http://127.0.0.1:3000"
     reload_token: SecretStr = SecretStr("terracover-dev-token")
     max_aoi_km2: float = Field(default=500.0, gt=0)
+    max_aoi_bbox_km2: float = Field(
+        default=2000.0, gt=0, description="Cap on an AOI's bounding box (the answer's raster covers it)."
+    )
+    max_aoi_vertices: int = Field(default=20_000, ge=4, description="Cap on the positions of an AOI's GeoJSON.")
+    max_aoi_features: int = Field(default=1000, ge=1, description="Cap on features/geometries of one AOI.")
+    max_request_bytes: int = Field(
+        default=8 * 2**20, ge=1024, description="Cap on a request body's size; larger bodies get a 413."
+    )
     model_refresh_s: int = Field(default=60, ge=5, description="How often each worker re-reads model aliases.")
     serving_workers: int = Field(default=1, ge=1, description="BentoML worker processes of the service.")
     drift_sample_px: int = Field(default=5000, ge=100, description="Pixels per request sampled for drift.")

@@ -26,7 +26,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from terracover import classes, registry
 from terracover.catalog import COMPOSITES_COLLECTION, open_catalog
@@ -60,14 +60,17 @@ def _service() -> LandCover:
 
 
 async def index(_: Request) -> Response:
+    """The map page: draw an AOI, pick a year, see the classified layer."""
     return FileResponse(STATIC / "index.html", media_type="text/html")
 
 
 async def models_view(_: Request) -> Response:
+    """Years served, their champion (and shadow) versions, covered area and class legend."""
     return JSONResponse(await _to_thread(_service().models_overview))  # catalog reads stay off the event loop
 
 
 async def reload_view(request: Request) -> Response:
+    """Re-read the model aliases from MLflow now (bearer token TERRACOVER_RELOAD_TOKEN)."""
     svc = _service()
     token = svc.settings.reload_token.get_secret_value()
     if not hmac.compare_digest(request.headers.get("authorization", ""), f"Bearer {token}"):
@@ -125,6 +128,111 @@ class ReadinessDetails:
         await self.app(scope, receive, send)
 
 
+class RoutesInOpenApi:
+    """``GET /docs.json`` lists the routes mounted beside the API too (``/models``, ``/admin/reload``, ...).
+
+    BentoML documents only its own APIs and FastAPI apps; every Starlette route of :data:`web` is added here
+    (path parameters, methods, the handler's docstring), so clients and schema-driven tests see every
+    endpoint the service answers."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] == "/docs.json" and scope["method"] == "GET":
+            spec = LandCover.openapi_spec.asdict()  # type: ignore[attr-defined]
+            spec["paths"] = {**spec["paths"], **_route_paths()}
+            await JSONResponse(spec)(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+def _route_paths() -> dict[str, Any]:
+    paths: dict[str, Any] = {}
+    for route in web.routes:
+        if not isinstance(route, Route):
+            continue
+        params = [
+            {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+            for name in route.param_convertors
+        ]
+        summary = (route.endpoint.__doc__ or route.name).strip().splitlines()[0]
+        responses = {
+            "200": {"description": "OK"},
+            "4XX": {"description": 'What to fix, as {"error": "..."}'},
+            "503": {"description": "Not ready (models not indexed yet, or a reload failed)"},
+        }
+        paths[route.path] = {
+            method.lower(): {"summary": summary, "tags": ["Service APIs"], "parameters": params, "responses": responses}
+            for method in sorted((route.methods or {"GET"}) - {"HEAD"})
+        }
+    return paths
+
+
+class RequestGuard:
+    """413 for request bodies over ``settings.max_request_bytes``, before any of it is parsed; 415 for form
+    bodies (the APIs read JSON, and BentoML answers a malformed form with a 500).
+
+    A declared Content-Length is checked up front; a chunked body is read up to the limit and replayed to
+    the application, so the API never holds more than the limit of one request in memory."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
+            await self.app(scope, receive, send)
+            return
+        limit = get_settings().max_request_bytes
+        headers = dict(scope["headers"])
+        if headers.get(b"content-type", b"").lower().startswith((b"multipart/", b"application/x-www-form-urlencoded")):
+            await JSONResponse(
+                {"error": "send the request body as JSON with 'content-type: application/json' (forms are not read)"},
+                HTTPStatus.UNSUPPORTED_MEDIA_TYPE,
+            )(scope, receive, send)
+            return
+        declared = headers.get(b"content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > limit):
+            await _too_large(limit)(scope, receive, send)
+            return
+        if declared is not None:
+            await self.app(scope, receive, send)
+            return
+        chunks, size = [], 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # the client went away
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > limit:
+                await _too_large(limit)(scope, receive, send)
+                return
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)
+
+
+def _too_large(limit: int) -> Response:
+    return JSONResponse(
+        {
+            "error": f"the request body is larger than the {limit:,} bytes allowed (TERRACOVER_MAX_REQUEST_BYTES):"
+            " simplify the AOI's geometry or split it into several requests"
+        },
+        HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+    )
+
+
 # --- the service -----------------------------------------------------------------------------------------
 
 
@@ -173,7 +281,7 @@ class LandCover:
         self.models.check_stamp()
         model: LoadedModel | None = None
         try:
-            geom = validate_aoi(aoi, self.settings.max_aoi_km2)
+            geom = validate_aoi(aoi, self.settings.max_aoi_km2, self.settings)
             model = self.models.get(year)
             if model is None:
                 served = self.models.years()
@@ -326,3 +434,5 @@ def _status_of(exc: BadRequestError) -> int:
 
 
 LandCover.add_asgi_middleware(ReadinessDetails)  # type: ignore[attr-defined]
+LandCover.add_asgi_middleware(RequestGuard)  # type: ignore[attr-defined]
+LandCover.add_asgi_middleware(RoutesInOpenApi)  # type: ignore[attr-defined]
