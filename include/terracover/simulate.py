@@ -4,9 +4,10 @@ For a lon/lat region and a year it writes, per MGRS tile the region touches, sce
 ``sentinel-2-l2a`` items (every band a COG at its native 10/20/60 m resolution on the tile's grid, an SCL
 band with clouds, cloud shadows, thin cirrus and snow), a GLO-30-like DEM in EPSG:4326, and label points.
 The land cover underneath is a deterministic function of position (and, for crop rotation, of the year),
-evaluated in one lon/lat frame so tiles and UTM zones agree at their seams. Spectra mix four endmembers
-(vegetation, soil, water, urban) with per-class seasonal phenology, so classes are separable but overlap
-the way real ones do. It is a stand-in, not a replacement for the real-data tests (``../shared/data``).
+evaluated in one lon/lat frame so tiles and UTM zones agree at their seams. Spectra are
+:mod:`terracover.spectra`'s: per-class Sentinel-2 L2A surface reflectance calibrated on the real samples in
+``../shared/data``, seasonal phenology, within-class variability and mixed pixels, so classes overlap the way
+real ones do. It is a stand-in, not a replacement for the real-data tests (``../shared/data``).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from scipy import ndimage
 from shapely.geometry import box, mapping
 from shapely.ops import transform as shp_transform
 
-from terracover import grid
+from terracover import grid, spectra
 from terracover.bands import BANDS, SCL, SPECTRAL_BANDS
 from terracover.classes import CLASS_CODES
 from terracover.cog import write_cog
@@ -38,29 +39,7 @@ from terracover.keys import label_key
 
 log = logging.getLogger(__name__)
 
-# Endmember reflectance for B01..B12 (the 12 reflectance bands, ESA order incl. B8A).
 _REFL_BAND_SPECS = [b for b in BANDS if b.is_reflectance]
-_ENDMEMBERS = {
-    "veg": [0.03, 0.03, 0.07, 0.03, 0.10, 0.30, 0.38, 0.42, 0.44, 0.44, 0.20, 0.09],
-    "soil": [0.10, 0.12, 0.16, 0.21, 0.24, 0.26, 0.28, 0.30, 0.31, 0.31, 0.38, 0.32],
-    "water": [0.06, 0.07, 0.06, 0.04, 0.03, 0.02, 0.02, 0.015, 0.012, 0.01, 0.005, 0.003],
-    "urban": [0.12, 0.13, 0.14, 0.16, 0.18, 0.19, 0.20, 0.21, 0.22, 0.22, 0.28, 0.25],
-}
-_EM = np.array([_ENDMEMBERS[k] for k in ("veg", "soil", "water", "urban")], dtype=np.float32)  # (4, 12)
-# Per class and season (winter, spring, summer, autumn): vegetation fraction; other fractions per class.
-_PHENOLOGY = {
-    1: (0.15, 0.2, 0.15, 0.15),  # builtUp
-    2: (0.5, 0.8, 0.3, 0.5),  # herbaceousVegetation
-    3: (0.4, 0.5, 0.4, 0.4),  # shrubland
-    4: (0.0, 0.02, 0.02, 0.0),  # water
-    5: (0.45, 0.7, 0.65, 0.5),  # wetland
-    6: (0.2, 0.9, 0.1, 0.3),  # cropland: green in spring, harvested in summer
-    7: (0.85, 0.92, 0.92, 0.88),  # closedForest
-    8: (0.55, 0.65, 0.6, 0.55),  # openForest
-    9: (0.03, 0.05, 0.03, 0.03),  # bareSoil
-}
-_WATER_FRACTION = {4: 1.0, 5: 0.35}
-_URBAN_FRACTION = {1: 0.85}
 _SCENE_BANDS = (*SPECTRAL_BANDS, SCL.name)
 
 
@@ -344,25 +323,12 @@ def _surface(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Cloud-free reflectance (len(bands), H, W) of one season and its clear-sky SCL (H, W).
 
+    The spectra, phenology, within-class variability and mixed pixels are :mod:`terracover.spectra`'s.
     Computed once per tile, resolution and season and shared by every date of the season (dates differ by
     their noise and their clouds only).
     """
     x, y = metric_xy(lon, lat)
-    veg = np.choose(classes.astype(np.int64) - 1, [np.float32(_PHENOLOGY[c][season]) for c in CLASS_CODES])
-    # within-class variability: some fields greener than others, slowly varying in space and time
-    veg = np.clip(veg * (0.8 + 0.4 * value_noise(x, y, 300, seed + 20 + season)), 0, 1).astype(np.float32)
-    water = np.zeros_like(veg)
-    urban = np.zeros_like(veg)
-    for code, frac in _WATER_FRACTION.items():
-        water[classes == code] = frac
-    for code, frac in _URBAN_FRACTION.items():
-        urban[classes == code] = frac
-    veg = np.minimum(veg, 1 - water - urban)
-    soil = np.clip(1 - veg - water - urban, 0, 1)
-    fractions = np.stack([veg, soil, water, urban])  # (4, H, W)
-    refl = np.einsum("ehw,eb->bhw", fractions, _EM[:, list(bands)]).astype(np.float32)
-    scl = np.where(classes == 4, 6, np.where(veg > 0.35, 4, 5)).astype(np.uint8)
-    return refl, scl
+    return spectra.surface(x, y, classes, season, bands, seed, value_noise)
 
 
 @dataclass
