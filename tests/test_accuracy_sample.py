@@ -48,3 +48,29 @@ def test_a_mapped_class_the_sample_never_saw_is_reported_unassessed():
     block = area_estimates({"cropland": 10.0, "water": 5.0}, s)
     assert block["unassessed_classes"] == ["water"]
     assert block["classes"]["water"]["estimated_ha"] == 5.0
+
+
+def test_a_model_uses_dedicated_accuracy_labels_when_its_table_has_them():
+    import numpy as np
+    import pandas as pd
+    from sklearn.tree import DecisionTreeClassifier
+    from terracover.accuracy import for_model
+    from terracover.evaluate import evaluate_model
+
+    rng = np.random.default_rng(1)
+    n = 90
+    x = rng.uniform(0, 1, n)
+    table = pd.DataFrame(
+        {
+            "class_code": np.where(x > 0.5, 6, 2),
+            "summer_ndvi": x.astype(np.float32),
+            "split": ["train", "test", "accuracy"] * (n // 3),
+        }
+    )
+    est = DecisionTreeClassifier(random_state=0).fit(table[["summer_ndvi"]].to_numpy(), table.class_code)
+    ev = evaluate_model(est, table, ["summer_ndvi"])
+    with_accuracy = for_model(est, ev, table, ["summer_ndvi"], "datasets/2023/abc.parquet")
+    assert with_accuracy.kind == "accuracy_labels" and with_accuracy.size == n // 3
+    assert "accuracy-assessment labels" in with_accuracy.name and "purpose = accuracy" in with_accuracy.caveat
+    without = for_model(est, ev, table[table.split != "accuracy"], ["summer_ndvi"], "datasets/2023/abc.parquet")
+    assert without.kind == "held_out_test_points" and without.size == ev.n_test

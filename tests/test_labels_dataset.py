@@ -95,6 +95,7 @@ def test_geojson_csv_and_parquet_labels_read_alike(settings: Settings) -> None:
         ("point_id,lon,lat,year,class_code\na,0,0,2023,12\n", "class_code not in"),
         ("point_id,lon,lat,year,class_code\na,500,0,2023,1\n", "outside WGS84"),
         ("point_id,lon,lat,year,class_code\na,east,0,2023,1\n", "non-numeric"),
+        ("point_id,lon,lat,year,class_code,purpose\na,0,0,2023,1,validation\n", "purpose not in"),
     ],
 )
 def test_bad_label_files_are_rejected_with_the_reason(settings: Settings, csv: str, needle: str) -> None:
@@ -211,6 +212,27 @@ def test_table_is_stored_under_its_hash_and_new_labels_replace_champion_rows(
     table2, new2, _ = assemble_training_table(YEAR, store, catalog, SIZE, champion_table_uri=info.uri)
     assert new2 == 1 and len(table2) == len(table)
     assert table2.set_index("point_id").class_code["p0000"] == relabel.class_code.iloc[0]
+
+
+def test_accuracy_labels_get_their_own_split_and_keep_it_when_merged(
+    settings: Settings, stack: tuple[grid.Subtile, np.ndarray]
+) -> None:
+    st, _ = stack
+    store, catalog = open_store(settings), open_catalog(settings)
+    pts = _points_in(st, 45).drop(columns=["_row", "_col"])
+    pts["purpose"] = ["accuracy" if i % 5 == 0 else "" for i in range(len(pts))]  # blank means training
+    write_labels(store, pts, "campaign")
+    assert set(read_labels(store, YEAR).purpose) == {"accuracy", "training"}
+    table, _, _ = assemble_training_table(YEAR, store, catalog, SIZE)
+    assessed = set(pts.point_id[pts.purpose == "accuracy"])
+    assert set(table.point_id[table.split == "accuracy"]) == assessed & set(table.point_id)
+    assert {"train", "test"} <= set(table.split[~table.point_id.isin(assessed)])
+    info = store_training_table(YEAR, table, store, len(table))
+    # the champion's accuracy points stay accuracy points when a later campaign only adds training points
+    store.delete("labels/campaign.parquet")
+    write_labels(store, pts.iloc[[1]].assign(purpose="training"), "more")
+    table2, _, _ = assemble_training_table(YEAR, store, catalog, SIZE, champion_table_uri=info.uri)
+    assert set(table2.point_id[table2.split == "accuracy"]) == set(table.point_id[table.split == "accuracy"])
 
 
 def test_no_labels_for_the_year_is_a_clear_error(settings: Settings) -> None:

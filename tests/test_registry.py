@@ -111,6 +111,7 @@ def test_run_logs_every_artifact(
         "evaluation/confusion_matrix.csv",
         "evaluation/confusion_matrix.md",
         "evaluation/per_class.csv",
+        "evaluation/accuracy_sample.json",
         "environment/requirements.txt",
         "stac/item.json",
     }
@@ -119,6 +120,8 @@ def test_run_logs_every_artifact(
     assert dataset["sha256"] == "abc" * 21 + "a" and dataset["n_test"] == (table["split"] == "test").sum()
     assert len(dataset["train_point_ids_sha256"]) == 64
     assert (local / "evaluation" / "confusion_matrix.png").read_bytes()[:4] == b"\x89PNG"
+    sample = json.loads((local / "evaluation" / "accuracy_sample.json").read_text())
+    assert sample["kind"] == "held_out_test_points" and sum(map(sum, sample["error_matrix"])) == dataset["n_test"]
     reqs = (local / "environment" / "requirements.txt").read_text()
     assert "scikit-learn==" in reqs and "skops==" in reqs
     assert len(pd.read_parquet(local / "data" / "test.parquet")) == dataset["n_test"]

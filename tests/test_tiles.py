@@ -56,5 +56,7 @@ def test_tiles_elsewhere_or_too_far_out_are_refused_or_empty(stacks: Settings) -
     assert true_colour_png(open_store(stacks), [], far.z, far.x, far.y) is None
     with pytest.raises(TileRequestError, match="zoom"):
         stack_keys_under(catalog, YEAR, MIN_ZOOM - 1, 0, 0)
+    with pytest.raises(TileRequestError, match="no tile"):
+        stack_keys_under(catalog, YEAR, 12, 4096, 0)
     with pytest.raises(TileRequestError, match="season"):
         true_colour_png(open_store(stacks), ["x"], 15, 0, 0, season="monsoon")

@@ -5,8 +5,8 @@ model has is its held-out test points: labelled points, split from the training 
 drawn per class as the labelling campaign drew them, not a design-based sample of the map. That matrix is
 used, and the answer says so (``accuracy_sample`` block with the sample's name, its size per class and the
 caveat). Where a year's labels carry dedicated accuracy-assessment points (``purpose`` = ``"accuracy"``, see
-:data:`ACCURACY_PURPOSE`), the training table keeps them in their own split (:data:`ACCURACY_SPLIT`), never
-trained on nor used for model selection, and their matrix is used instead, saying so.
+:mod:`terracover.labels`), the training table keeps them in their own split (``accuracy``), never trained on
+nor used for model selection, and their matrix is used instead, saying so.
 
 The sample is logged with the model at training (:data:`ARTIFACT` in the MLflow run) and loaded with the
 champion by serving.
@@ -17,19 +17,21 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from terracover.area import AreaEstimate, estimate_for_codes
-from terracover.classes import CLASS_BY_CODE
+from terracover.classes import CLASS_BY_CODE, class_name
+from terracover.dataset import ACCURACY_SPLIT
 
 if TYPE_CHECKING:
     import pandas as pd
 
+    from terracover.evaluate import Evaluation
+
 ARTIFACT = "evaluation/accuracy_sample.json"
-ACCURACY_PURPOSE = "accuracy"  # labels' optional ``purpose`` column: points collected to assess the map
-ACCURACY_SPLIT = "accuracy"  # their split in the training table: neither ``train`` nor ``test``
 
 Kind = Literal["accuracy_labels", "held_out_test_points"]
 
@@ -101,11 +103,6 @@ class AccuracySample:
         return estimate_for_codes(mapped_ha_by_code, self.codes, self.error_matrix)
 
 
-def class_name(code: int) -> str:
-    c = CLASS_BY_CODE.get(int(code))
-    return c.name if c else f"class_{int(code)}"
-
-
 def code_of(name: str) -> int | None:
     for code, c in CLASS_BY_CODE.items():
         if c.name == name:
@@ -132,20 +129,54 @@ def from_predictions(
     return AccuracySample(name, kind, codes, matrix.tolist(), dataset_sha256)
 
 
-def from_table(
-    estimator: Any, table: pd.DataFrame, features: Sequence[str], dataset_uri: str = "", dataset_sha256: str = ""
+def for_model(
+    estimator: Any,
+    evaluation: Evaluation,
+    table: pd.DataFrame | None,
+    features: Sequence[str],
+    dataset_uri: str = "",
+    dataset_sha256: str = "",
 ) -> AccuracySample:
-    """The model's reference sample from its training table: the ``accuracy`` split when the year has
-    dedicated accuracy labels, else the held-out ``test`` split."""
-    from terracover.dataset import split_xy
+    """A trained model's reference sample: its table's ``accuracy`` split when the year has dedicated
+    accuracy labels (scored here), else the held-out ``test`` split ``evaluation`` already scored."""
+    from terracover.evaluate import evaluate_model
 
-    has_accuracy = "split" in table and bool((table["split"] == ACCURACY_SPLIT).any())
-    split = ACCURACY_SPLIT if has_accuracy else "test"
-    x, y = split_xy(table, features, split)
-    kind: Kind = "accuracy_labels" if has_accuracy else "held_out_test_points"
     where = dataset_uri or (f"dataset {dataset_sha256[:12]}" if dataset_sha256 else "the training table")
-    label = "accuracy-assessment labels" if has_accuracy else "held-out test points"
-    return from_predictions(y, estimator.predict(x), f"{label} ({split} split) of {where}", kind, dataset_sha256)
+    if table is not None and "split" in table and bool((table["split"] == ACCURACY_SPLIT).any()):
+        ev = evaluate_model(estimator, table, features, split=ACCURACY_SPLIT)
+        matrix = np.asarray(ev.confusion, dtype=np.int64).T
+        name = f"accuracy-assessment labels ({ACCURACY_SPLIT} split) of {where}"
+        return AccuracySample(name, "accuracy_labels", list(ev.labels), matrix.tolist(), dataset_sha256)
+    return from_evaluation(evaluation, f"held-out test points (test split) of {where}", dataset_sha256)
+
+
+def from_evaluation(evaluation: Evaluation, name: str, dataset_sha256: str = "") -> AccuracySample:
+    """The held-out test split's confusion matrix (rows true, columns predicted) in rows-map orientation."""
+    matrix = np.asarray(evaluation.confusion, dtype=np.int64).T
+    return AccuracySample(name, "held_out_test_points", list(evaluation.labels), matrix.tolist(), dataset_sha256)
+
+
+def load_logged(run_id: str, tracking_uri: str) -> AccuracySample | None:
+    """The sample logged with a model's run (:data:`ARTIFACT`); for runs logged before it existed, their
+    ``evaluation/confusion_matrix.csv``; None when the run has neither."""
+    import tempfile
+
+    import mlflow.artifacts
+    from mlflow.exceptions import MlflowException
+
+    with tempfile.TemporaryDirectory() as tmp:
+        for artifact in (ARTIFACT, "evaluation/confusion_matrix.csv"):
+            try:
+                path = mlflow.artifacts.download_artifacts(
+                    run_id=run_id, artifact_path=artifact, dst_path=tmp, tracking_uri=tracking_uri
+                )
+            except (MlflowException, OSError):
+                continue
+            text = Path(path).read_text()
+            if artifact == ARTIFACT:
+                return AccuracySample.from_json(text)
+            return from_confusion_csv(text, f"held-out test points of run {run_id} (its confusion matrix)")
+    return None
 
 
 def from_confusion_csv(text: str, name: str, dataset_sha256: str = "") -> AccuracySample:

@@ -28,6 +28,8 @@ from shapely.geometry.base import BaseGeometry
 from terracover import classes
 from terracover.catalog import MODELS_COLLECTION, PREDICTIONS_COLLECTION, Catalog, collection
 from terracover.cog import write_cog
+from terracover.keys import change_key
+from terracover.predict import BadRequestError, predict_aoi
 from terracover.store import ObjectStore
 
 if TYPE_CHECKING:
@@ -40,7 +42,7 @@ CHANGES_COLLECTION = "terracover-changes"
 UNCHANGED_RGBA = (225, 225, 225, 255)
 
 
-class SameYearError(ValueError):
+class SameYearError(BadRequestError):
     """``from_year`` equals ``to_year``."""
 
 
@@ -136,10 +138,6 @@ def new_change_id() -> str:
     return f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:12]}"
 
 
-def change_key(from_year: int, to_year: int, change_id: str) -> str:
-    return f"changes/{from_year}-{to_year}/{change_id}.tif"
-
-
 def _bands(store: ObjectStore, key: str) -> tuple[np.ndarray, np.ndarray]:
     with store.open_raster(key) as src:
         return src.read(1), src.read(2)
@@ -156,8 +154,6 @@ def detect_change(
     settings: Settings | None = None,
 ) -> Change:
     """Classify a validated AOI three times (see module doc), write the change COG and summarise."""
-    from terracover.predict import predict_aoi
-
     if from_year == to_year:
         raise SameYearError(f"from_year and to_year are both {from_year}: give two different years")
     preds = {

@@ -25,13 +25,14 @@ from terracover.catalog import COMPOSITES_COLLECTION, Catalog
 from terracover.classes import class_name
 from terracover.features import all_features, select_bands
 from terracover.keys import dataset_key, datasets_prefix, stack_key
-from terracover.labels import read_labels
+from terracover.labels import ACCURACY_PURPOSE, read_labels
 from terracover.stacks import stack_item_id
 from terracover.store import ObjectStore
 
 log = logging.getLogger(__name__)
 
 # The columns of a training table that are not features, in table order (docs/CONTRACTS.md).
+ACCURACY_SPLIT = "accuracy"  # rows of labels with purpose "accuracy": neither trained on nor used to select models
 META = ["point_id", "lon", "lat", "year", "class_code", "tile", "subtile", "row", "col", "split"]
 
 
@@ -242,6 +243,11 @@ def assemble_training_table(
         previous = previous[~previous.point_id.isin(sampled.point_id)]
         sampled = pd.concat([previous[sampled.columns], sampled], ignore_index=True)
     sampled["split"] = spatial_split(sampled, test_fraction=test_fraction, seed=seed)
+    # accuracy-assessment points never train nor select a model: their own split (terracover.accuracy)
+    assess = set(labels.loc[labels["purpose"] == ACCURACY_PURPOSE, "point_id"])
+    if champion_table_uri:
+        assess |= set(previous.loc[previous["split"] == ACCURACY_SPLIT, "point_id"])
+    sampled.loc[sampled["point_id"].isin(assess), "split"] = ACCURACY_SPLIT
     return pd.read_parquet(io.BytesIO(canonical_bytes(sampled))), new_points, report
 
 

@@ -49,6 +49,11 @@ def prediction_key(year: int, prediction_id: str) -> str:
     return f"predictions/{year}/{prediction_id}.tif"
 
 
+def change_key(from_year: int, to_year: int, change_id: str) -> str:
+    """A change map between two years: ``changes/{from_year}-{to_year}/{change_id}.tif``."""
+    return f"changes/{int(from_year)}-{int(to_year)}/{change_id}.tif"
+
+
 def decisions_prefix(year: int) -> str:
     """Where the retraining decisions of a year live: ``monitoring/decisions/{year}/``."""
     return f"monitoring/decisions/{int(year)}/"

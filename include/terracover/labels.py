@@ -1,8 +1,9 @@
 """Validated ground-truth points dropped in the store's ``labels/`` prefix as GeoJSON, CSV or Parquet.
 
 Schema (docs/CONTRACTS.md): ``point_id``, ``lon``, ``lat`` (WGS84), ``year``, ``class_code``; optional
-``validated`` (only true rows are used) and ``source``. A file that breaks the schema is rejected with the file
-and rows named, never half-read.
+``validated`` (only true rows are used), ``source`` and ``purpose``: ``training`` (the default) or ``accuracy``
+for points collected to assess the map (kept out of training; see :mod:`terracover.accuracy`). A file that
+breaks the schema is rejected with the file and rows named, never half-read.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from terracover.keys import LABELS_PREFIX, label_key
 from terracover.store import ObjectStore
 
 REQUIRED = ("point_id", "lon", "lat", "year", "class_code")
+TRAINING_PURPOSE = "training"
+ACCURACY_PURPOSE = "accuracy"  # optional ``purpose`` column: points collected to assess the map, not to train it
 FORMATS = (".geojson", ".json", ".csv", ".parquet")
 
 
@@ -66,7 +69,14 @@ def _validate(df: pd.DataFrame, key: str) -> pd.DataFrame:
         out[col] = pd.to_numeric(out[col], errors="coerce").astype("Int64")
     out["validated"] = out["validated"].astype(bool) if "validated" in out else True
     out["source"] = out["source"].astype(str) if "source" in out else PurePosixPath(key).name
+    purpose = out["purpose"] if "purpose" in out else pd.Series(TRAINING_PURPOSE, index=out.index)
+    out["purpose"] = purpose.fillna(TRAINING_PURPOSE).astype(str).str.strip().str.lower().replace("", TRAINING_PURPOSE)
     problems = []
+    bad_purpose = ~out["purpose"].isin([TRAINING_PURPOSE, ACCURACY_PURPOSE])
+    if bad_purpose.any():
+        problems.append(
+            f"purpose not in ['{TRAINING_PURPOSE}', '{ACCURACY_PURPOSE}'] in rows {list(out.index[bad_purpose][:10])}"
+        )
     bad_num = out[["lon", "lat", "year", "class_code"]].isna().any(axis=1)
     if bad_num.any():
         problems.append(f"non-numeric lon/lat/year/class_code in rows {list(out.index[bad_num][:10])}")
@@ -83,7 +93,7 @@ def _validate(df: pd.DataFrame, key: str) -> pd.DataFrame:
         raise LabelError(f"{key}: " + "; ".join(problems))
     out["year"] = out["year"].astype("int64")
     out["class_code"] = out["class_code"].astype("int64")
-    return out[[*REQUIRED, "validated", "source"]]
+    return out[[*REQUIRED, "validated", "source", "purpose"]]
 
 
 def label_keys(store: ObjectStore, prefix: str = LABELS_PREFIX) -> list[str]:
@@ -95,7 +105,7 @@ def read_labels(store: ObjectStore, year: int | None = None, prefix: str = LABEL
     keys = sorted(label_keys(store, prefix), key=lambda k: (store.modified(k), k))
     frames = [read_label_file(store, k) for k in keys]
     if not frames:
-        return pd.DataFrame(columns=[*REQUIRED, "validated", "source"])
+        return pd.DataFrame(columns=[*REQUIRED, "validated", "source", "purpose"])
     df = pd.concat(frames, ignore_index=True)
     df = df[df["validated"]]
     if year is not None:

@@ -13,7 +13,7 @@ from typing import Any
 import pandas as pd
 
 from terracover.classes import CLASS_BY_CODE, CLASS_CODES
-from terracover.dataset import META
+from terracover.dataset import ACCURACY_SPLIT, META
 from terracover.features import parse_feature
 
 # Ranges a feature value may take in a stack. Wider than the normalisation ranges: these catch broken data
@@ -74,7 +74,7 @@ def _expectations(features: list[str], min_count: int) -> tuple[list[Any], list[
         e.ExpectCompoundColumnsToBeUnique(column_list=["lon", "lat"]),
         e.ExpectColumnValuesToBeInSet(column="class_code", value_set=list(CLASS_CODES)),
         e.ExpectColumnDistinctValuesToContainSet(column="class_code", value_set=list(CLASS_CODES)),
-        e.ExpectColumnValuesToBeInSet(column="split", value_set=["train", "test"]),
+        e.ExpectColumnValuesToBeInSet(column="split", value_set=["train", "test", ACCURACY_SPLIT]),
         e.ExpectColumnValuesToBeBetween(column="lon", min_value=-180, max_value=180),
         e.ExpectColumnValuesToBeBetween(column="lat", min_value=-90, max_value=90),
     ]

@@ -206,7 +206,7 @@ def log_and_register(
     from mlflow.models import ModelSignature
     from mlflow.types import ColSpec, Schema
 
-    from terracover import mlm
+    from terracover import accuracy, mlm
 
     s = settings or get_settings()
     mc = client(s)
@@ -239,6 +239,10 @@ def log_and_register(
             }
         )
         _log_evaluation(evaluation, out, f"{name} {trained.config.name} (test split)")
+        # the error matrix serving corrects mapped areas with (terracover.accuracy): logged with the model
+        sample = accuracy.for_model(trained.estimator, evaluation, table, trained.features, table_uri, dataset_sha256)
+        (out / "accuracy_sample.json").write_text(sample.to_json())
+        mlflow.log_artifact(str(out / "accuracy_sample.json"), "evaluation")
         record = {
             "uri": table_uri,
             "sha256": dataset_sha256,

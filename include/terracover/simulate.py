@@ -702,7 +702,7 @@ def main(argv: list[str] | None = None) -> None:
         action="append",
         default=[],
         metavar="W,S,E,N,CLASS,YEAR",
-        help="from YEAR on, the lon/lat box is class CLASS (repeatable): known change for tests and the demo",
+        help="from YEAR on, the lon/lat box is class CLASS (repeatable; write --land-change=W,... when W < 0)",
     )
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")

@@ -25,11 +25,18 @@ TRUE_COLOUR_BANDS = ("B04", "B03", "B02")  # red, green, blue
 DEFAULT_SEASON = "summer"
 REFLECTANCE_STRETCH = (0.0, 0.3)  # surface reflectance mapped onto 0..255 (then a mild gamma)
 MIN_ZOOM = 10  # below this one tile touches too many stacks for an interactive answer
+MAX_ZOOM = 24
 TILE_SIZE = 256
 
 
 class TileRequestError(ValueError):
     """A tile request the client can fix (unknown season, zoom too far out)."""
+
+
+def check_tile(z: int, x: int, y: int) -> None:
+    """A tile address that exists: 0 <= z <= 24, 0 <= x, y < 2**z."""
+    if not (0 <= z <= MAX_ZOOM and 0 <= x < 2**z and 0 <= y < 2**z):
+        raise TileRequestError(f"no tile z={z} x={x} y={y}: zoom 0..{MAX_ZOOM}, x and y in 0..2**z - 1")
 
 
 def tile_bounds_wgs84(z: int, x: int, y: int) -> tuple[float, float, float, float]:
@@ -41,6 +48,7 @@ def tile_bounds_wgs84(z: int, x: int, y: int) -> tuple[float, float, float, floa
 
 def stack_keys_under(catalog: Catalog, year: int, z: int, x: int, y: int) -> list[str]:
     """Store keys of the year's feature stacks whose footprint meets tile z/x/y."""
+    check_tile(z, x, y)
     if z < MIN_ZOOM:
         raise TileRequestError(f"true-colour tiles start at zoom {MIN_ZOOM} (got {z}): zoom in")
     items = catalog.search(
@@ -82,6 +90,7 @@ def true_colour_png(
 
 def classified_png(store: ObjectStore, key: str, z: int, x: int, y: int) -> bytes | None:
     """The PNG of tile z/x/y of a stored map's band 1 in its own colour map (nodata transparent)."""
+    check_tile(z, x, y)
     from rio_tiler.errors import TileOutsideBounds
     from rio_tiler.io import Reader
 
