@@ -80,13 +80,14 @@ def prepare(home: Path, config: str) -> dict[str, Any]:
     ev = evaluate_model(trained.estimator, table, trained.features)
     khaos = train(table, "rf_full", features=KHAOS_FEATURES, seed=0)  # the baseline's model
     khaos_accuracy = evaluate_model(khaos.estimator, table, khaos.features).overall_accuracy
+    reg = registry.open_registry(s)
     ref = registry.log_and_register(
-        trained, ev, table_uri=f"{s.store_uri}/datasets/{YEAR}/bench.parquet", dataset_sha256="0" * 64, year=YEAR,
-        dag_run_id="benchmark", settings=s,
+        reg, trained, ev, table_uri=f"{s.store_uri}/datasets/{YEAR}/bench.parquet", dataset_sha256="0" * 64,
+        year=YEAR, dag_run_id="benchmark",
     )  # fmt: skip
     response = {"chosen_options": ["Approve"], "responded_by_user": {"name": "benchmark operator"},
                 "responded_at": datetime.now(UTC)}  # fmt: skip
-    registry.approve(ref, registry.Approval.from_hitl_response(response), settings=s)
+    registry.approve(reg, ref, registry.Approval.from_hitl_response(response))
 
     store, catalog = open_store(s), open_catalog(s)
     lon, lat = CENTRE

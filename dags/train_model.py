@@ -131,6 +131,7 @@ def train_model() -> None:
 
         ctx = get_current_context()
         s = get_settings()
+        reg = registry.open_registry(s)
         table = load_table(job["year"], job.get("dataset_uri"), open_store(s))
         trained = train(
             table.frame,
@@ -140,13 +141,13 @@ def train_model() -> None:
         )
         evaluation = evaluate_model(trained.estimator, table.frame, trained.features)
         ref = registry.log_and_register(
+            reg,
             trained,
             evaluation,
             table_uri=table.uri,
             dataset_sha256=table.sha256,
             year=job["year"],
             dag_run_id=ctx["run_id"],
-            settings=s,
             table=table.frame,
         )
         return {
@@ -167,23 +168,24 @@ def train_model() -> None:
 
         s = get_settings()
         store = open_store(s)
+        reg = registry.open_registry(s)
         ref = registry.ModelRef(**result["ref"])
         table = load_table(ref.year, result["dataset_uri"], store)
-        champ = registry.score_champion(ref.year, table.frame, s)
+        champ = registry.score_champion(reg, ref.year, table.frame)
         # Re-score the challenger from the registry: proves the registered artifact loads and scores.
-        loaded = registry.load_version(ref, s)
+        loaded = reg.load_version(ref)
         evaluation = evaluate_model(loaded.estimator, table.frame, loaded.features)
         comparison = registry.compare(
             evaluation.metrics(), champ.metrics if champ else None, s.primary_metric, s.min_margin
         )
         if comparison.better:
-            registry.set_challenger(ref, s)
+            registry.set_challenger(reg, ref)
         added = data_added_summary(
             table.frame,
             load_table(ref.year, champ.dataset_uri, store).frame if champ and champ.dataset_uri else None,
             table.uri,
         )
-        link = registry.run_link(ref, s)
+        link = reg.run_link(ref)
         return {
             "better": comparison.better,
             "reason": comparison.reason,
@@ -222,10 +224,10 @@ def train_model() -> None:
         response = ctx["ti"].xcom_pull(task_ids="approval", key=RESPONSE_KEY)
         approval_record = registry.Approval.from_hitl_response(response)
         return registry.approve(
+            registry.open_registry(get_settings()),
             registry.ModelRef(**result["ref"]),
             approval_record,
             shadow=bool(ctx["params"]["shadow_first"]),
-            settings=get_settings(),
         )
 
     @task(trigger_rule=TriggerRule.ALL_SKIPPED)
@@ -243,10 +245,10 @@ def train_model() -> None:
         if list(response.get("chosen_options") or []) != [ApprovalOperator.REJECT]:
             raise AirflowSkipException("no rejection to record")
         registry.reject(
+            registry.open_registry(get_settings()),
             registry.ModelRef(**ti.xcom_pull(task_ids="train_and_register")["ref"]),
             registry.responder(response),
             "rejected in the Airflow approval task",
-            get_settings(),
         )
 
     @task(trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)

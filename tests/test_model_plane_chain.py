@@ -57,11 +57,12 @@ def test_training_set_then_approved_model(
     )
 
     _answered, train_log = run_until_answered(airflow, airflow_api, chain_env, {"year": YEAR}, "Approve")
-    champ = registry.champion(YEAR, s)
+    reg = registry.open_registry(s)
+    champ = reg.champion(YEAR)
     assert champ is not None, train_log[-3000:]
-    tags = registry.version_tags(champ, s)
+    tags = reg.version_tags(champ)
     assert tags["dataset_uri"].endswith(tables[0]) and tags["approved_by"]
-    model = registry.load_model(YEAR, settings=s)
+    model = reg.load_model(YEAR)
     assert len(model.features) > 0
 
 

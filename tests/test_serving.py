@@ -78,7 +78,7 @@ def test_prediction_matches_the_model_run_offline_pixel_for_pixel(service: str, 
     answer = r.json()
     assert answer["model"]["version"] == champion_version and 0 < answer["avg_confidence"] <= 1
     s = settings_now()
-    model = registry.load_model(YEAR, settings=s)
+    model = registry.open_registry(s).load_model(YEAR)
     with rasterio.open(_raster(answer)) as out:
         classes_band, conf_band = out.read(1), out.read(2)
         transform, crs = out.transform, out.crs

@@ -75,7 +75,8 @@ def test_approve_moves_champion_then_reject_leaves_it(
     from terracover import registry
 
     s = get_settings()
-    assert registry.champion(YEAR, s) is None
+    reg = registry.open_registry(s)
+    assert reg.champion(YEAR) is None
 
     # 1) first model of the year: no champion, still needs a human. Newest table is found by the DAG itself.
     publish_table(s, synthetic_table(n=1500, seed=11, year=YEAR))
@@ -83,13 +84,13 @@ def test_approve_moves_champion_then_reject_leaves_it(
     body = first["detail"]["body"]
     assert "no champion yet" in body and "Confusion matrix, challenger" in body and "MLflow run" in body
     assert first["detail"]["subject"].startswith(f"Promote landcover-{YEAR} version 1")
-    champ = registry.champion(YEAR, s)
+    champ = reg.champion(YEAR)
     assert champ is not None and champ.version == "1"
-    tags = registry.version_tags(champ, s)
+    tags = reg.version_tags(champ)
     assert tags["approved_by"] == first["answer"]["responded_by"]["name"] and tags["approved_at"]
     assert tags["airflow_dag_run_id"] == first["detail"]["task_instance"]["dag_run_id"]
     assert "could not notify serving" in log, "an unreachable service must only warn"
-    assert registry.champion_dataset_uri(YEAR, s) == tags["dataset_uri"]
+    assert reg.champion_dataset_uri(YEAR) == tags["dataset_uri"]
 
     # 2) a new dataset (other feature/class relation: the champion is poor on it): the challenger wins the
     #    comparison on the new test split, a human rejects it, the champion stays.
@@ -100,9 +101,9 @@ def test_approve_moves_champion_then_reject_leaves_it(
     body = second["detail"]["body"]
     assert "beats champion" in body and "Confusion matrix, champion v1" in body
     assert "added since the champion's dataset: 1500 points" in body
-    after = registry.champion(YEAR, s)
+    after = reg.champion(YEAR)
     assert after == champ, "a rejection must leave the champion untouched"
-    rejected = registry.version_tags(registry.ModelRef(champ.name, "2", "", YEAR), s)
+    rejected = reg.version_tags(registry.ModelRef(champ.name, "2", "", YEAR))
     assert rejected["rejected"] == "true" and rejected["rejected_by"] == second["answer"]["responded_by"]["name"]
     assert "approved_by" not in rejected
-    assert registry.by_alias(YEAR, "challenger", s) is None
+    assert reg.by_alias(YEAR, "challenger") is None

@@ -15,9 +15,8 @@ champion by serving.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -156,26 +155,17 @@ def from_evaluation(evaluation: Evaluation, name: str, dataset_sha256: str = "")
     return AccuracySample(name, "held_out_test_points", list(evaluation.labels), matrix.tolist(), dataset_sha256)
 
 
-def load_logged(run_id: str, tracking_uri: str) -> AccuracySample | None:
+def load_logged(run_id: str, artifact_text: Callable[[str], str | None]) -> AccuracySample | None:
     """The sample logged with a model's run (:data:`ARTIFACT`); for runs logged before it existed, their
-    ``evaluation/confusion_matrix.csv``; None when the run has neither."""
-    import tempfile
-
-    import mlflow.artifacts
-    from mlflow.exceptions import MlflowException
-
-    with tempfile.TemporaryDirectory() as tmp:
-        for artifact in (ARTIFACT, "evaluation/confusion_matrix.csv"):
-            try:
-                path = mlflow.artifacts.download_artifacts(
-                    run_id=run_id, artifact_path=artifact, dst_path=tmp, tracking_uri=tracking_uri
-                )
-            except (MlflowException, OSError):
-                continue
-            text = Path(path).read_text()
-            if artifact == ARTIFACT:
-                return AccuracySample.from_json(text)
-            return from_confusion_csv(text, f"held-out test points of run {run_id} (its confusion matrix)")
+    ``evaluation/confusion_matrix.csv``; None when the run has neither. ``artifact_text(path)`` reads one
+    artifact of the run (``lambda p: reg.artifact_text(run_id, p)`` with a :class:`terracover.registry.Registry`)."""
+    for artifact in (ARTIFACT, "evaluation/confusion_matrix.csv"):
+        text = artifact_text(artifact)
+        if text is None:
+            continue
+        if artifact == ARTIFACT:
+            return AccuracySample.from_json(text)
+        return from_confusion_csv(text, f"held-out test points of run {run_id} (its confusion matrix)")
     return None
 
 

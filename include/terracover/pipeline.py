@@ -140,7 +140,7 @@ def build_training_set(year: int, settings: Settings | None = None) -> dict[str,
     """
     from terracover.dataset import assemble_training_table, store_training_table
     from terracover.quality import gate
-    from terracover.registry import champion_dataset_uri
+    from terracover.registry import open_registry
 
     s = settings or get_settings()
     store = open_store(s)
@@ -149,7 +149,7 @@ def build_training_set(year: int, settings: Settings | None = None) -> dict[str,
         store,
         ready_catalog(s),
         s.subtile_size,
-        champion_table_uri=champion_dataset_uri(year, s),
+        champion_table_uri=open_registry(s).champion_dataset_uri(year),
         seed=s.random_seed,
     )
     quality = gate(table, s.min_samples_per_class)

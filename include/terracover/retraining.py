@@ -40,13 +40,14 @@ def years_of(alerts: Iterable[Mapping[str, Any]]) -> list[int]:
 
 def champion_data_time(year: int, settings: Settings) -> tuple[str | None, datetime | None]:
     """(champion version, when its training table was written); (None, None) without a champion."""
-    from terracover import registry
     from terracover.dataset import key_for_uri
+    from terracover.registry import open_registry
 
-    ref = registry.champion(year, settings)
+    reg = open_registry(settings)
+    ref = reg.champion(year)
     if ref is None:
         return None, None
-    uri = registry.version_tags(ref, settings).get("dataset_uri")
+    uri = reg.version_tags(ref).get("dataset_uri")
     store = open_store(settings)
     if uri:
         try:
@@ -54,8 +55,7 @@ def champion_data_time(year: int, settings: Settings) -> tuple[str | None, datet
         except (ValueError, FileNotFoundError, KeyError):
             pass
     # No readable table: fall back to the version's creation time (labels after it are certainly new).
-    mv = registry.client(settings).get_model_version(ref.name, ref.version)
-    return ref.version, datetime.fromtimestamp(int(mv.creation_timestamp) / 1000, UTC)
+    return ref.version, reg.created_at(ref)
 
 
 def decide(year: int, alert: str, settings: Settings | None = None) -> Decision:

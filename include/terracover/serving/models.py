@@ -18,9 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from terracover import registry
 from terracover.drift import DriftMonitor, Reference
-from terracover.registry import CHAMPION, SHADOW, LoadedModel, ModelRef
+from terracover.registry import CHAMPION, LoadedModel, ModelRef, Registry, open_registry
 from terracover.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -49,6 +48,10 @@ class ModelCache:
     _health: _Health = field(default_factory=_Health)
     _lock: threading.RLock = field(default_factory=threading.RLock)
     _stamp_seen: float = 0.0
+    registry: Registry = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.registry = open_registry(self.settings)
 
     @property
     def stamp(self) -> Path:
@@ -81,23 +84,7 @@ class ModelCache:
         return True
 
     def _read_index(self) -> dict[int, YearModels]:
-        mc = registry.client(self.settings)
-        index: dict[int, YearModels] = {}
-        for rm in mc.search_registered_models(filter_string="name LIKE 'landcover-%'"):
-            year_part = rm.name.removeprefix("landcover-")
-            if not year_part.isdigit():
-                continue
-            aliases = dict(rm.aliases or {})
-            if CHAMPION not in aliases:
-                continue
-            year = int(year_part)
-
-            def ref(version: str, name: str = rm.name, year: int = year) -> ModelRef:
-                mv = mc.get_model_version(name, version)
-                return ModelRef(name, str(version), str(mv.run_id), year)
-
-            index[year] = YearModels(ref(aliases[CHAMPION]), ref(aliases[SHADOW]) if SHADOW in aliases else None)
-        return index
+        return {year: YearModels(champion, shadow) for year, (champion, shadow) in self.registry.served().items()}
 
     def request_reload(self) -> bool:
         """Refresh now and tell this host's other workers to do the same."""
@@ -135,7 +122,7 @@ class ModelCache:
         with self._lock:
             if key not in self._loaded:
                 t0 = time.perf_counter()
-                self._loaded[key] = registry.load_version(ref, self.settings)
+                self._loaded[key] = self.registry.load_version(ref)
                 log.info("loaded %s v%s in %.1f s", ref.name, ref.version, time.perf_counter() - t0)
             return self._loaded[key]
 
@@ -152,7 +139,7 @@ class ModelCache:
         from terracover.store import open_store
 
         try:
-            tags = registry.version_tags(ModelRef(model.name, model.version, model.run_id, 0), self.settings)
+            tags = self.registry.version_tags(ModelRef(model.name, model.version, model.run_id, 0))
             year = int(model.name.removeprefix("landcover-"))
             table = load_table(year, tags.get("dataset_uri"), open_store(self.settings)).frame
             train = table[table["split"] == "train"] if "split" in table else table
