@@ -26,6 +26,7 @@ ENV PYTHONPATH=/opt/airflow/include \
 # /opt/airflow/auth: the compose stack keeps the UI password file there (a named volume inherits this ownership).
 RUN mkdir -p /opt/airflow/auth
 COPY --chown=airflow:0 helm-values/pod-templates/ /opt/airflow/pod_templates/
+COPY --chown=airflow:0 helm-values/airflow-pools.json /opt/airflow/pools/airflow-pools.json
 COPY --chown=airflow:0 include/ /opt/airflow/include/
 COPY --chown=airflow:0 plugins/ /opt/airflow/plugins/
 COPY --chown=airflow:0 dags/ /opt/airflow/dags/

@@ -12,10 +12,11 @@ from terracover_airflow import COMPOSITES_ASSET, DEFAULT_ARGS, SCENES_ASSET, eve
 DOC = """
 ### build_composites
 Runs when `ingest_scenes` publishes new scenes (asset `terracover_scenes`, whose event names the year) or by
-hand with conf `{"year": 2023}`. Maps one task per subtile of the region (so the KubernetesExecutor spreads
-them over pods; give them more memory with `executor_config`, see helm-values/airflow.yaml). Each builds
-`composites/{year}/{tile}/{subtile}/features.tif` (one float32 band per feature) or skips it when its input
-scenes have not changed, and catalogs it in `terracover-composites`. Publishes `terracover_composites`.
+hand with conf `{"year": 2023}`. Maps one task per tile-year, or per batch of `TERRACOVER_COMPOSITE_BATCH_SUBTILES`
+subtiles of a tile, never more than `[core] max_map_length` (the KubernetesExecutor starts each from the heavy
+pod template). A task runs its subtiles in parallel threads (`TERRACOVER_BATCH_WORKERS`, default the pod's
+CPUs); each builds `composites/{year}/{tile}/{subtile}/features.tif` (one float32 band per feature) or skips it
+when its input scenes have not changed, and catalogs it in `terracover-composites`. Publishes `terracover_composites`.
 """
 
 # The KubernetesExecutor starts the heavy tasks from a bigger pod template (mounted by helm-values/airflow.yaml);
@@ -25,6 +26,11 @@ HEAVY_POD = {
         "TERRACOVER_HEAVY_POD_TEMPLATE", "/opt/airflow/pod_templates/heavy-composite.yaml"
     )
 }
+
+# On a cluster a pool caps the object store's concurrent readers/writers (helm-values/airflow-pools.json) and
+# many tile tasks run at once; on one machine two at a time (each already uses every CPU).
+OBJECT_STORE_POOL = os.environ.get("TERRACOVER_OBJECT_STORE_POOL", "default_pool")
+CONCURRENT_BUILDS = int(os.environ.get("TERRACOVER_CONCURRENT_BUILDS", "2"))
 
 
 @dag(
@@ -41,32 +47,34 @@ HEAVY_POD = {
 def build_composites() -> None:
     @task
     def plan() -> list[dict[str, Any]]:
-        from terracover.pipeline import plan_stacks
+        """(year, tile, batch) per task, never subtiles: tasks derive them, so XCom stays small at any scale."""
+        from airflow.configuration import conf
+        from terracover.pipeline import plan_composites
 
         ctx = get_current_context()
         year = ctx["params"].get("year")
+        years = [int(year)] if year is not None else []
         if year is None:
             years = list(events_by_year(ctx["triggering_asset_events"]))
             if not years:
                 raise ValueError('no year: trigger with conf {"year": 2023} or from an ingest_scenes event')
-            return [p for y in years for p in plan_stacks(y)]
-        return plan_stacks(int(year))
+        return plan_composites(years, conf.getint("core", "max_map_length"))
 
-    @task(max_active_tis_per_dag=2, executor_config=HEAVY_POD)
-    def build(year: int, tile: str, subtile: str) -> dict[str, Any]:
+    @task(max_active_tis_per_dag=CONCURRENT_BUILDS, executor_config=HEAVY_POD, pool=OBJECT_STORE_POOL)
+    def build(year: int, tile: str, batch: int, batches: int) -> dict[str, Any]:
         setup_logging()
-        from terracover.pipeline import build_one_stack
+        from terracover.pipeline import build_stack_batch
 
-        return build_one_stack(year, tile, subtile)
+        return build_stack_batch(year, tile, batch, batches)
 
     @task(outlets=[COMPOSITES_ASSET])
     def publish(results: list[dict[str, Any]]) -> dict[str, Any]:
         results = list(results)
-        built = [r["item_id"] for r in results if not r["skipped"]]
         summary: dict[str, Any] = {
-            "stacks": len(results),
-            "built": len(built),
-            "years": sorted({r["item_id"][:4] for r in results}),
+            "tasks": len(results),
+            "stacks": sum(r["stacks"] for r in results),
+            "built": sum(r["built"] for r in results),
+            "years": sorted({str(r["year"]) for r in results}),
         }
         get_current_context()["outlet_events"][COMPOSITES_ASSET].extra = summary
         return summary

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import datetime
 from typing import Any
 
@@ -12,13 +13,18 @@ DOC = """
 ### ingest_scenes
 Searches the scene source (`TERRACOVER_SCENE_SOURCE`: `stac` = Earth Search by default, `sentinelhub`, or the
 offline `simulator`) for the region's MGRS tiles over the year's seasons (Dec of year-1 to Nov), under the cloud
-ceiling `TERRACOVER_MAX_CLOUD_COVER`. One mapped task per new scene copies its bands, clipped to the region, as
-COGs into `scenes/{tile}/{date}/{band}.tif` and upserts a catalog item. Scenes already catalogued are not
-mapped again, so a re-run over the same window does nothing new. Updates the `terracover_scenes` asset when
+ceiling `TERRACOVER_MAX_CLOUD_COVER`. One mapped task per tile-year (a continent stays under
+`[core] max_map_length`) searches that tile's scenes and ingests the new ones in parallel threads
+(`TERRACOVER_BATCH_WORKERS`, default the pod's CPUs): it copies their bands, clipped to the region, as COGs into
+`scenes/{tile}/{date}/{band}.tif` and upserts a catalog item. Scenes already catalogued are skipped, so a
+re-run over the same window does nothing new. Updates the `terracover_scenes` asset when
 at least one scene was added.
 
 Conf: `{"year": 2023}` (default: the run's logical date's year).
 """
+
+# Caps concurrent catalog writers and source searches on a cluster (helm-values/airflow-pools.json).
+CATALOG_POOL = os.environ.get("TERRACOVER_CATALOG_POOL", "default_pool")
 
 
 @dag(
@@ -34,21 +40,22 @@ Conf: `{"year": 2023}` (default: the run's logical date's year).
 )
 def ingest_scenes() -> None:
     @task
-    def search_scenes() -> list[dict[str, Any]]:
-        """Items of the year's window not yet in the catalog (serialised STAC items)."""
-        setup_logging()
-        from terracover.pipeline import pending_scene_items
+    def plan() -> list[dict[str, Any]]:
+        """One task per tile-year: a continent stays within [core] max_map_length, and XCom holds tile names."""
+        from airflow.configuration import conf
+        from terracover.pipeline import plan_ingest
 
         ctx = get_current_context()
         year = resolve_year(ctx["params"], ctx.get("logical_date"))
-        return pending_scene_items(year)
+        return plan_ingest([year], conf.getint("core", "max_map_length"))
 
-    @task(max_active_tis_per_dag=4)
-    def ingest(item: dict[str, Any]) -> dict[str, Any]:
+    @task(max_active_tis_per_dag=8, pool=CATALOG_POOL)
+    def ingest(year: int, tile: str) -> dict[str, Any]:
+        """Search the tile's scenes of the year and ingest the new ones, in parallel inside this task."""
         setup_logging()
-        from terracover.pipeline import ingest_one_scene
+        from terracover.pipeline import ingest_tile_year
 
-        return ingest_one_scene(item)
+        return ingest_tile_year(year, tile)
 
     @task(outlets=[SCENES_ASSET])
     def publish(results: list[dict[str, Any]]) -> dict[str, Any]:
@@ -56,16 +63,20 @@ def ingest_scenes() -> None:
         from airflow.exceptions import AirflowSkipException
 
         results = list(results)
-        copied = sum(r["copied"] for r in results)
         ctx = get_current_context()
         year = resolve_year(ctx["params"], ctx.get("logical_date"))
-        summary = {"year": year, "scenes": len(results), "bands_copied": copied}
-        if not results:
+        summary = {
+            "year": year,
+            "tiles": len(results),
+            "scenes": sum(r["ingested"] for r in results),
+            "bands_copied": sum(r["bands_copied"] for r in results),
+        }
+        if not summary["scenes"]:
             raise AirflowSkipException(f"no new scenes for {year}: nothing to publish")
         ctx["outlet_events"][SCENES_ASSET].extra = summary
         return summary
 
-    publish(ingest.expand(item=search_scenes()))  # type: ignore[arg-type]  # XComArg resolves to the list at run time
+    publish(ingest.expand_kwargs(plan()))  # type: ignore[arg-type]  # XComArg resolves to the list at run time
 
 
 ingest_scenes()

@@ -58,6 +58,7 @@ def test_ingest_scenes_from_a_stac_api_and_s3(
         "TERRACOVER_REGION_BBOX": REGION,
         "TERRACOVER_TILES": '["29RKH"]',
         "TERRACOVER_SUBTILE_SIZE": "366",
+        "TERRACOVER_SCENE_ACCESS": "copy",  # reading in place (the default for STAC) is tested in test_read_in_place
     }
     first = airflow.dags_test("ingest_scenes", conf={"year": 2020}, extra_env=env)
     log = first.stdout + first.stderr

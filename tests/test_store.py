@@ -107,3 +107,40 @@ def test_rasterio_windowed_read_of_a_cog(store: ObjectStore) -> None:
         window = Window(col_off=513, row_off=257, width=100, height=60)
         got = src.read([2, 3], window=window)
     np.testing.assert_array_equal(got, data[1:, 257:317, 513:613])
+
+
+def test_presigned_urls_use_the_public_endpoint(
+    s3_settings: Settings, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Reads and writes go to the in-cluster endpoint; links handed to clients are signed for the public one."""
+    from terracover.settings import get_settings
+
+    internal = open_store(s3_settings)
+    internal.put_bytes("maps/x.tif", b"map")
+    monkeypatch.setenv("TERRACOVER_S3_PUBLIC_ENDPOINT_URL", "https://s3.maps.example.org")
+    get_settings.cache_clear()
+    public = open_store(get_settings())
+    url = public.url("maps/x.tif")
+    assert url.startswith(f"https://s3.maps.example.org/{internal.root.removeprefix('s3://').split('/')[0]}/")
+    assert "Signature=" in url
+    assert public.get_bytes("maps/x.tif") == b"map"  # still through the internal endpoint
+
+
+def test_windowed_reads_on_s3_build_no_session_per_open(
+    s3_settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One subtile opens many rasters: no boto3 credential lookup (and its log line) per open."""
+    import logging
+
+    s3 = open_store(s3_settings)
+    data = np.arange(256 * 256, dtype=np.uint16).reshape(256, 256)
+    for k in range(3):
+        with s3.writer(f"r/{k}.tif", suffix=".tif") as path:
+            write_cog(path, data, Affine(10, 0, 0, 0, -10, 2560), 32630, nodata=0, blocksize=128, overviews=False)
+    caplog.set_level(logging.DEBUG, logger="botocore")
+    with s3.open_rasters() as rasters:
+        for _ in range(4):
+            for k in range(3):
+                assert rasters.get(s3.gdal_path(f"r/{k}.tif")).read(1, window=Window(0, 0, 64, 64)).sum() > 0
+        assert rasters.opened == 3
+    assert not [r for r in caplog.records if "credentials" in r.getMessage().lower()]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import closing
@@ -218,9 +219,11 @@ class PgStacCatalog(Catalog):
         self.dsn = dsn
 
     def _db(self) -> Any:
+        """A PgstacDB on the process's connection pool for this DSN. A PgstacDB without a pool builds its own
+        pool per use and never closes it: a continental run's thousands of queries then leak connections."""
         from pypgstac.db import PgstacDB
 
-        return PgstacDB(dsn=self.dsn)
+        return PgstacDB(dsn=self.dsn, pool=_pool(self.dsn))
 
     def add_collection(self, coll: pystac.Collection | Mapping[str, Any]) -> None:
         from pypgstac.load import Loader, Methods
@@ -260,7 +263,7 @@ class PgStacCatalog(Catalog):
     ) -> list[pystac.Item]:
         body: dict[str, Any] = {
             "limit": limit or 10_000,
-            "conf": {"nohydrate": False},
+            "conf": {"nohydrate": False, "context": "off"},  # no total count: the pipeline reads every page
             "sortby": [{"field": "datetime", "direction": "asc"}, {"field": "id", "direction": "asc"}],
         }
         if collections is not None:
@@ -288,6 +291,20 @@ class PgStacCatalog(Catalog):
     def delete_item(self, collection_id: str, item_id: str) -> None:
         with self._db() as db:
             db.query_one("SELECT delete_item(%s, %s)", (item_id, collection_id))
+
+
+_POOLS: dict[str, Any] = {}
+_POOLS_LOCK = threading.Lock()
+
+
+def _pool(dsn: str) -> Any:
+    """One psycopg connection pool per DSN and process, shared by every PgStacCatalog and thread."""
+    from psycopg_pool import ConnectionPool
+
+    with _POOLS_LOCK:
+        if dsn not in _POOLS:
+            _POOLS[dsn] = ConnectionPool(conninfo=dsn, min_size=1, max_size=8, max_idle=300, open=True)
+        return _POOLS[dsn]
 
 
 def open_catalog(settings: Settings | None = None) -> Catalog:

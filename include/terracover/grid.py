@@ -357,14 +357,15 @@ def region_bounds(
     tile_name: str, region_bbox: tuple[float, float, float, float], subtile_size: int
 ) -> tuple[float, float, float, float] | None:
     """UTM bounds of the subtiles of ``tile_name`` that the region touches, snapped out to 60 m; None if none."""
-    subs = [s for s in subtiles_for_geometry(box(*region_bbox), subtile_size) if s.tile.name == tile_name]
+    t = tile(tile_name)
+    part = box(*region_bbox).intersection(t.owned_wgs84)  # only this tile's share: cheap for a continent
+    subs = [s for s in subtiles_for_geometry(part, subtile_size) if s.tile.name == t.name] if not part.is_empty else []
     if not subs:
         return None
     minx = min(s.bounds[0] for s in subs)
     miny = min(s.bounds[1] for s in subs)
     maxx = max(s.bounds[2] for s in subs)
     maxy = max(s.bounds[3] for s in subs)
-    t = tile(tile_name)
     # snap outward on the tile's own 60 m lattice (its origin is 60 m aligned)
     minx = t.ulx + math.floor((minx - t.ulx) / COARSEST_M) * COARSEST_M
     maxx = t.ulx + math.ceil((maxx - t.ulx) / COARSEST_M) * COARSEST_M

@@ -36,7 +36,7 @@ from terracover.radiometry import (
     dn_offsets,
     evidence_properties,
 )
-from terracover.sources.base import SceneSource, scene_tile
+from terracover.sources.base import SceneSource, find_asset, scene_tile
 from terracover.store import ObjectStore
 
 log = logging.getLogger(__name__)
@@ -68,8 +68,10 @@ def catalog_item(
     bands: Sequence[str],
     source: str,
     radiometry: dict[str, Any] | None = None,
+    copied: bool = True,
 ) -> pystac.Item:
-    """The store-side STAC item of an ingested scene: geometry of the clipped window, assets in the store.
+    """The catalog item of an ingested scene: geometry of the region's window of the tile; assets are the
+    store's copies, or (``copied=False``, reading in place) the source's own COGs under our band names.
 
     It keeps the source's offset evidence (``earthsearch:*``, ``s2:*``...) and ``radiometry``: the decided DN
     offset per band and the dark-target check (:mod:`terracover.radiometry`), which is what compositing reads.
@@ -89,6 +91,7 @@ def catalog_item(
             "terracover:tile": tile,
             "terracover:source": source,
             "terracover:source_item": item.id,
+            "terracover:access": "copy" if copied else "in-place",
             "proj:epsg": t.epsg,
         }
     )
@@ -103,14 +106,14 @@ def catalog_item(
     day = scene_day(item)
     for band in bands:
         key = scene_key(tile, day, band)
+        extra: dict[str, Any] = {"gsd": BAND_BY_NAME[band].resolution_m}
+        if copied:
+            href = store.uri(key)
+            extra["terracover:key"] = key
+        else:
+            href = find_asset(item, band).href
         out.add_asset(
-            band,
-            pystac.Asset(
-                href=store.uri(key),
-                media_type=pystac.MediaType.COG,
-                roles=["data"],
-                extra_fields={"gsd": BAND_BY_NAME[band].resolution_m, "terracover:key": key},
-            ),
+            band, pystac.Asset(href=href, media_type=pystac.MediaType.COG, roles=["data"], extra_fields=extra)
         )
     return out
 
@@ -123,8 +126,12 @@ def ingest_scene(
     store: ObjectStore,
     catalog: Catalog,
     bands: Sequence[str] = INGESTED_BANDS,
+    copy: bool = True,
 ) -> IngestResult:
-    """Copy one scene's bands over the region into the store, then upsert its catalog item.
+    """Copy one scene's bands over the region into the store, then upsert its catalog item; or, with
+    ``copy=False`` (a source of public COGs), catalog the scene's own hrefs and copy nothing: compositing then
+    reads the windows it needs where they are (the offset is decided from the item; the dark-target check,
+    which reads the whole scene, runs only on copies).
 
     The catalog item is written last, so its presence means every band object is complete.
     """
@@ -136,6 +143,12 @@ def ingest_scene(
         raise ValueError(f"scene {item.id} is on tile {tile}, which the region {region_bbox} does not touch")
     epsg = grid.tile(tile).epsg
     decision = scene_offsets(item, source)  # before copying: an unknown offset must not cost a download
+    if not copy:
+        for band in bands:
+            find_asset(item, band)  # fail now, not at compositing time, on an item without the band
+        radiometry = {**decision.properties(), DARK_TARGET_PROPERTY: None}
+        catalog.upsert_items([catalog_item(item, tile, bounds, store, bands, source.name, radiometry, copied=False)])
+        return IngestResult(item.id, tile, day, 0, 0, round(time.perf_counter() - t0, 3))
     copied = skipped = 0
     for i, band in enumerate(bands, start=1):
         key = scene_key(tile, day, band)

@@ -7,6 +7,7 @@ the ``TERRACOVER_*`` environment, whether it runs in a local executor or in its 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import asdict
 from datetime import date
 from typing import Any
@@ -14,7 +15,7 @@ from typing import Any
 import pystac
 from shapely.geometry import box
 
-from terracover import grid
+from terracover import fanout, grid
 from terracover.catalog import ALL_COLLECTIONS, Catalog, collection, open_catalog
 from terracover.features import SEASONS
 from terracover.keys import datasets_prefix
@@ -39,9 +40,7 @@ def ready_catalog(settings: Settings | None = None) -> Catalog:
 def region_tiles(settings: Settings | None = None) -> list[str]:
     """The tiles to keep: ``settings.tiles`` if set, else those the region touches."""
     s = settings or get_settings()
-    if s.tiles:
-        return list(s.tiles)
-    return [t.name for t in grid.tiles_for_geometry(box(*s.region_bbox))]
+    return fanout.region_tiles(s.region_bbox, s.tiles)
 
 
 def year_window(year: int) -> tuple[date, date]:
@@ -50,37 +49,41 @@ def year_window(year: int) -> tuple[date, date]:
     return min(starts), max(ends)
 
 
-def pending_scene_items(year: int, settings: Settings | None = None) -> list[dict[str, Any]]:
-    from terracover.ingest import pending_scenes
+def plan_ingest(years: Sequence[int], max_items: int, settings: Settings | None = None) -> list[dict[str, Any]]:
+    """The fan-out of ingest_scenes: one task per tile-year of the region."""
+    s = settings or get_settings()
+    return fanout.plan_ingest(years, region_tiles(s), max_items)
+
+
+def ingest_tile_year(year: int, tile: str, settings: Settings | None = None) -> dict[str, Any]:
+    """Search one tile's scenes of ``year`` and ingest those not yet catalogued, in parallel threads."""
+    from terracover.ingest import ingest_scene, pending_scenes
 
     s = settings or get_settings()
     start, end = year_window(year)
-    query = SceneQuery(tuple(region_tiles(s)), s.region_bbox, start, end, s.max_cloud_cover)
-    items = open_scene_source(s).search(query)
-    pending = pending_scenes(items, ready_catalog(s))
-    log.info(
-        "year %d: %d scenes found on %s, %d not yet ingested",
-        year,
-        len(items),
-        ",".join(query.tiles),
-        len(pending),
-    )
-    return [i.to_dict() for i in pending]
+    part = box(*s.region_bbox).intersection(grid.tile(tile).owned_wgs84)
+    query = SceneQuery((tile,), part.bounds if not part.is_empty else s.region_bbox, start, end, s.max_cloud_cover)
+    source = open_scene_source(s)
+    catalog = ready_catalog(s)
+    store = open_store(s)
+    items = source.search(query)
+    pending = pending_scenes(items, catalog)
+    log.info("year %d tile %s: %d scenes found, %d not yet ingested", year, tile, len(items), len(pending))
 
+    copy = s.scene_access == "copy" or (s.scene_access == "auto" and not source.serves_cogs)
 
-def ingest_one_scene(item: dict[str, Any], settings: Settings | None = None) -> dict[str, Any]:
-    from terracover.ingest import ingest_scene
+    def one(item: pystac.Item) -> Any:
+        return ingest_scene(item, s.region_bbox, s.subtile_size, source, store, catalog, copy=copy)
 
-    s = settings or get_settings()
-    result = ingest_scene(
-        pystac.Item.from_dict(item),
-        s.region_bbox,
-        s.subtile_size,
-        open_scene_source(s),
-        open_store(s),
-        ready_catalog(s),
-    )
-    return asdict(result)
+    results = fanout.run_parallel(one, pending, fanout.worker_count(s.batch_workers, len(pending)))
+    return {
+        "year": year,
+        "tile": tile,
+        "found": len(items),
+        "ingested": len(results),
+        "bands_copied": sum(r.copied for r in results),
+        "access": "copy" if copy else "in-place",
+    }
 
 
 def terrain_for_tile(tile: str, overwrite: bool = False, settings: Settings | None = None) -> str:
@@ -98,12 +101,29 @@ def terrain_for_tile(tile: str, overwrite: bool = False, settings: Settings | No
     )
 
 
-def plan_stacks(year: int, settings: Settings | None = None) -> list[dict[str, Any]]:
-    """One entry per subtile of the region: the fan-out of build_composites."""
+def plan_composites(years: Sequence[int], max_items: int, settings: Settings | None = None) -> list[dict[str, Any]]:
+    """The fan-out of build_composites: one task per (year, tile, batch of subtiles); tasks derive their subtiles."""
     s = settings or get_settings()
-    keep = set(region_tiles(s))
-    subs = [st for st in grid.subtiles_for_geometry(box(*s.region_bbox), s.subtile_size) if st.tile.name in keep]
-    return [{"year": year, "tile": st.tile.name, "subtile": st.id} for st in subs]
+    return fanout.plan_composites(years, region_tiles(s), s.subtile_size, s.composite_batch_subtiles, max_items)
+
+
+def build_stack_batch(
+    year: int, tile: str, batch: int = 0, batches: int = 1, settings: Settings | None = None
+) -> dict[str, Any]:
+    """Build the stacks of one batch of a tile's subtiles, in parallel threads; counts only (XCom stays small)."""
+    from terracover.stacks import build_stack
+
+    s = settings or get_settings()
+    subs = fanout.batch_subtiles(tile, batch, batches, s.region_bbox, s.subtile_size)
+    store, catalog = open_store(s), ready_catalog(s)
+
+    def one(st: grid.Subtile) -> Any:
+        return build_stack(year, st, store, catalog)
+
+    results = fanout.run_parallel(one, subs, fanout.worker_count(s.batch_workers, len(subs)))
+    built = [r for r in results if not r.skipped]
+    log.info("year %d tile %s batch %d/%d: %d stacks, %d built", year, tile, batch + 1, batches, len(subs), len(built))
+    return {"year": year, "tile": tile, "batch": batch, "stacks": len(results), "built": len(built)}
 
 
 def build_one_stack(year: int, tile: str, subtile: str, settings: Settings | None = None) -> dict[str, Any]:

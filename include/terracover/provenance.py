@@ -18,6 +18,17 @@ if TYPE_CHECKING:
     from terracover.registry import LoadedModel
 
 
+def item_href(collection_id: str, item_id: str) -> str:
+    """A link to another catalog item, relative to the STAC API root: stac-fastapi resolves stored relative hrefs
+    against its base URL, so this becomes ``{api}/collections/{collection}/items/{id}``."""
+    return f"collections/{collection_id}/items/{item_id}"
+
+
+def year_interval(year: int) -> tuple[str, str]:
+    """The calendar year a map describes, as STAC ``start_datetime``/``end_datetime``."""
+    return f"{year}-01-01T00:00:00Z", f"{year}-12-31T23:59:59Z"
+
+
 def prediction_item(
     p: Prediction, model: LoadedModel, store: ObjectStore, serving_git_sha: str, run_link: str | None = None
 ) -> pystac.Item:
@@ -27,8 +38,11 @@ def prediction_item(
         id=p.prediction_id,
         geometry=aoi,
         bbox=list(p.aoi.bounds),
-        datetime=datetime.now(UTC),
+        datetime=None,  # a map describes its year (searches by year find it); when it was asked is ``created``
         properties={
+            "start_datetime": year_interval(p.year)[0],
+            "end_datetime": year_interval(p.year)[1],
+            "created": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
             "terracover:year": p.year,
             "terracover:model": {"name": model.name, "version": model.version, "run_id": model.run_id},
             "terracover:dataset_sha256": model.dataset_sha256,
@@ -61,10 +75,14 @@ def prediction_item(
         ),
     )
     item.add_link(
-        pystac.Link("derived_from", f"../{MODELS_COLLECTION}/{model.name}-v{model.version}", title="model (STAC MLM)")
+        pystac.Link(
+            "derived_from",
+            item_href(MODELS_COLLECTION, f"{model.name}-v{model.version}"),
+            title="model (STAC MLM)",
+        )
     )
     for cid in p.composite_items:
-        item.add_link(pystac.Link("derived_from", f"../{COMPOSITES_COLLECTION}/{cid}", title="feature stack"))
+        item.add_link(pystac.Link("derived_from", item_href(COMPOSITES_COLLECTION, cid), title="feature stack"))
     if run_link:
         item.add_link(pystac.Link("via", run_link, media_type="text/html", title="MLflow run"))
     return item

@@ -32,6 +32,9 @@ class Settings(BaseSettings):
 
     # --- S3-compatible object storage --------------------------------------------------------------
     s3_endpoint_url: str | None = Field(default=None, description="Custom S3 endpoint (MinIO, Garage, moto).")
+    s3_public_endpoint_url: str | None = Field(
+        default=None, description="Endpoint presigned URLs are signed for (reachable from outside the cluster)."
+    )
     s3_region: str = "us-east-1"
     presign_expiry_s: int = Field(default=3600, ge=60, le=7 * 24 * 3600)
 
@@ -40,6 +43,11 @@ class Settings(BaseSettings):
     stac_api_url: str = "https://earth-search.aws.element84.com/v1"
     s2_collection: str = "sentinel-2-l2a"
     max_cloud_cover: float = Field(default=80.0, ge=0, le=100)
+    scene_access: Literal["auto", "in-place", "copy"] = Field(
+        default="auto",
+        description="in-place: catalog the source's COG hrefs and read windows where they are; copy: copy the"
+        " region's bands into the store; auto: in-place for sources of public COGs (stac), copy otherwise.",
+    )
     dem_source: Literal["simulator", "cop-dem-glo-30", "aster-gdem"] = "simulator"
     dem_stac_api_url: str = "https://earth-search.aws.element84.com/v1"
     dem_collection: str = "cop-dem-glo-30"
@@ -66,6 +74,14 @@ class Settings(BaseSettings):
         default_factory=list, description="MGRS tiles to keep; empty = the tiles the region touches."
     )
     years: list[int] = Field(default_factory=lambda: [2023])
+
+    # --- fan-out and parallelism (continental runs) ------------------------------------------------
+    composite_batch_subtiles: int = Field(
+        default=0, ge=0, description="Subtiles per build_composites task; 0 = one task per tile-year."
+    )
+    batch_workers: int = Field(
+        default=0, ge=0, description="Threads per task for a batch's subtiles or scenes; 0 = the pod's CPUs."
+    )
 
     # --- training and promotion --------------------------------------------------------------------
     primary_metric: Literal["kappa", "overall_accuracy", "macro_f1"] = "kappa"

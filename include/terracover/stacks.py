@@ -14,7 +14,6 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from contextlib import ExitStack
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,6 +33,8 @@ from terracover.dem import TERRAIN_BANDS
 from terracover.grid import Subtile
 from terracover.keys import scene_key, stack_key, terrain_key
 from terracover.radiometry import OffsetError, dn_offsets
+from terracover.raster_io import OpenRasters, read_bounds
+from terracover.sources.base import gdal_href
 from terracover.stackguard import DEFAULT_MAX_OUT_OF_RANGE, RangeGuard
 from terracover.store import ObjectStore
 
@@ -96,6 +97,16 @@ def clip_floor(offsets: Sequence[Mapping[str, int]], bands: Sequence[str]) -> di
     return {b: (1 - min((o.get(b, 0) for o in offsets), default=0)) * REFLECTANCE_SCALE for b in bands}
 
 
+def scene_band_path(store: ObjectStore, item: pystac.Item, tile: str, band: str) -> str:
+    """Where GDAL reads one band of a catalogued scene: the store's copy (copy ingestion), or the source's own COG
+    in place (in-place ingestion: the asset's href, read through /vsicurl/ or /vsis3/ by window)."""
+    asset = item.assets.get(band)
+    if asset is not None and "terracover:key" not in asset.extra_fields:
+        return gdal_href(asset.href)
+    day = item.datetime.date().isoformat() if item.datetime else ""
+    return store.gdal_path(scene_key(tile, day, band))
+
+
 def _read_stack(
     store: ObjectStore,
     items: Sequence[pystac.Item],
@@ -103,7 +114,7 @@ def _read_stack(
     subtile: Subtile,
     window: Window,
     bands: Sequence[str],
-    stack: ExitStack,
+    rasters: OpenRasters,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, float]]:
     """(bands, T, rows, cols) uint16 DNs on a common offset base, (T, rows, cols) SCL, the (bands,) base and
     the reflectance of the clip floor per band (:func:`clip_floor`).
@@ -119,18 +130,9 @@ def _read_stack(
     values = np.zeros((len(bands), len(items), rows, cols), dtype=np.uint16)
     scl = np.zeros((len(items), rows, cols), dtype=np.uint8)
     for t, item in enumerate(items):
-        day = item.datetime.date().isoformat() if item.datetime else ""
         for b, band in enumerate((*bands, SCL.name)):
-            src = stack.enter_context(store.open_raster(scene_key(tile, day, band)))
-            win = from_bounds(*bounds, transform=src.transform)
-            data = src.read(
-                1,
-                window=win,
-                out_shape=(rows, cols),
-                boundless=True,
-                fill_value=0,
-                resampling=Resampling.nearest,
-            )
+            src = rasters.get(scene_band_path(store, item, tile, band))
+            data = read_bounds(src, bounds, (rows, cols), fill_value=0, resampling=Resampling.nearest)
             if band == SCL.name:
                 scl[t] = data
                 continue
@@ -194,25 +196,26 @@ def build_stack(
     valid_counts = {s: 0 for s in seasons_needed}
     guard = RangeGuard()
     windows = list(iter_windows(height, width, block=BLOCK_ROWS))
-    for i, window in enumerate(windows, start=1):
-        rs = slice(int(window.row_off), int(window.row_off + window.height))
-        cs = slice(int(window.col_off), int(window.col_off + window.width))
-        season_refl: dict[str, dict[str, np.ndarray]] = {}
-        with ExitStack() as files:
+    # Each scene raster is opened once for the whole subtile and read block by block (one GDAL environment).
+    with store.open_rasters() as rasters:
+        for i, window in enumerate(windows, start=1):
+            rs = slice(int(window.row_off), int(window.row_off + window.height))
+            cs = slice(int(window.col_off), int(window.col_off + window.width))
+            season_refl: dict[str, dict[str, np.ndarray]] = {}
             for season in seasons_needed:
                 values, scl, base, floor = _read_stack(
-                    store, scenes[season], tile, subtile, window, SPECTRAL_BANDS, files
+                    store, scenes[season], tile, subtile, window, SPECTRAL_BANDS, rasters
                 )
                 med = composite_bands(values, scl, lut)
                 valid_counts[season] += int(np.isfinite(med[0]).sum())
                 med -= base[:, None, None].astype(np.float32)  # signed: negative reflectance is kept
                 season_refl[season] = feat.composite_to_values(dict(zip(SPECTRAL_BANDS, med, strict=True)))
                 guard.add(season, season_refl[season], floor)
-        block = feat.compute_feature_stack(
-            season_refl, terrain[0][rs, cs], terrain[1][rs, cs], terrain[2][rs, cs], names
-        )
-        out[:, rs, cs] = block
-        log.info("stack %s: block %d/%d (rows %d-%d)", item_id, i, len(windows), rs.start, rs.stop)
+            block = feat.compute_feature_stack(
+                season_refl, terrain[0][rs, cs], terrain[1][rs, cs], terrain[2][rs, cs], names
+            )
+            out[:, rs, cs] = block
+            log.info("stack %s: block %d/%d (rows %d-%d)", item_id, i, len(windows), rs.start, rs.stop)
     valid = {s: round(c / (height * width), 4) for s, c in valid_counts.items()}
     guard.enforce(item_id, scenes, max_out_of_range)
     with store.writer(key, suffix=".tif") as path:

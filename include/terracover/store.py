@@ -22,6 +22,7 @@ from urllib.parse import urlparse
 
 import rasterio
 
+from terracover.raster_io import OpenRasters, read_env
 from terracover.settings import Settings, get_settings
 
 if TYPE_CHECKING:
@@ -109,8 +110,12 @@ class ObjectStore(ABC):
     def open_raster(self, key: str) -> Iterator[DatasetReader]:
         """Open an object with rasterio (windowed reads stay ranged reads on S3)."""
         check_key(key)
-        with rasterio.Env(**self.gdal_env()), rasterio.open(self.gdal_path(key)) as src:
+        with read_env(self.gdal_env()), rasterio.open(self.gdal_path(key)) as src:
             yield src
+
+    def open_rasters(self) -> OpenRasters:
+        """Many rasters of this store, each opened once, read by window, closed together (one per thread)."""
+        return OpenRasters(self.gdal_env())
 
 
 class LocalStore(ObjectStore):
@@ -194,6 +199,7 @@ class S3Store(ObjectStore):
         endpoint_url: str | None = None,
         region: str = "us-east-1",
         presign_expiry_s: int = 3600,
+        public_endpoint_url: str | None = None,
     ):
         import boto3
         from botocore.config import Config
@@ -204,12 +210,19 @@ class S3Store(ObjectStore):
         self.region = region
         self.presign_expiry_s = presign_expiry_s
         self.root = f"s3://{bucket}/{self.prefix}".rstrip("/")
-        self.client: Any = boto3.session.Session().client(
-            "s3",
-            endpoint_url=endpoint_url,
-            region_name=region,
-            config=Config(s3={"addressing_style": "path"} if endpoint_url else {}, retries={"mode": "standard"}),
-        )
+        session = boto3.session.Session()  # one per store: credentials are resolved (and logged) once
+
+        def client(endpoint: str | None) -> Any:
+            return session.client(
+                "s3",
+                endpoint_url=endpoint,
+                region_name=region,
+                config=Config(s3={"addressing_style": "path"} if endpoint else {}, retries={"mode": "standard"}),
+            )
+
+        self.client: Any = client(endpoint_url)
+        # Presigned URLs go to clients outside the cluster: sign them for the endpoint those clients reach.
+        self.signer: Any = client(public_endpoint_url) if public_endpoint_url else self.client
 
     def _key(self, key: str) -> str:
         check_key(key)
@@ -272,7 +285,7 @@ class S3Store(ObjectStore):
 
     def url(self, key: str) -> str:
         return str(
-            self.client.generate_presigned_url(
+            self.signer.generate_presigned_url(
                 "get_object",
                 Params={"Bucket": self.bucket, "Key": self._key(key)},
                 ExpiresIn=self.presign_expiry_s,
@@ -303,5 +316,7 @@ def open_store(settings: Settings | None = None) -> ObjectStore:
         parsed = urlparse(s.store_uri)
         if not parsed.netloc:
             raise ValueError(f"store_uri {s.store_uri!r}: expected s3://bucket/prefix")
-        return S3Store(parsed.netloc, parsed.path, s.s3_endpoint_url, s.s3_region, s.presign_expiry_s)
+        return S3Store(
+            parsed.netloc, parsed.path, s.s3_endpoint_url, s.s3_region, s.presign_expiry_s, s.s3_public_endpoint_url
+        )
     return LocalStore(Path(s.store_uri))

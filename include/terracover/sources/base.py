@@ -17,6 +17,7 @@ from rasterio.windows import from_bounds
 
 from terracover.bands import BAND_BY_NAME, band_for_asset
 from terracover.mgrs import normalise_tile
+from terracover.raster_io import read_env
 
 PRODUCT_METADATA_ASSETS = ("product_metadata", "product-metadata", "MTD_MSIL2A.xml")
 """Asset keys under which catalogs link an L2A product's MTD_MSIL2A.xml (Copernicus Data Space STAC: the first)."""
@@ -74,6 +75,7 @@ class SceneSource(ABC):
     """Searches scenes and reads band windows from them."""
 
     name: str = "abstract"
+    serves_cogs: bool = False  # its items' assets are Cloud-Optimized GeoTIFFs GDAL can read in place by href
 
     @abstractmethod
     def search(self, query: SceneQuery) -> list[pystac.Item]:
@@ -114,7 +116,7 @@ class SceneSource(ABC):
         resampling = Resampling.nearest if BAND_BY_NAME[band].name == "SCL" else Resampling.bilinear
         width = round((bounds[2] - bounds[0]) / resolution)
         height = round((bounds[3] - bounds[1]) / resolution)
-        with rasterio.Env(**self.gdal_env()), rasterio.open(gdal_href(find_asset(item, band).href)) as src:
+        with read_env(self.gdal_env()), rasterio.open(gdal_href(find_asset(item, band).href)) as src:
             window = from_bounds(*bounds, transform=src.transform)
             data = src.read(
                 1,

@@ -17,6 +17,7 @@ class StacApiSource(SceneSource):
     """Searches a STAC API's L2A collection; reads COG assets over HTTP(S) or S3 with ranged requests."""
 
     name = "stac"
+    serves_cogs = True
 
     def __init__(self, url: str, collection: str = "sentinel-2-l2a", gdal_options: dict[str, str] | None = None):
         self.url = url
