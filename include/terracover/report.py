@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter
 
 from terracover.catalog import open_catalog
-from terracover.settings import get_settings
+from terracover.settings import get_settings, redact_uri
 from terracover.store import open_store
 
 
@@ -13,7 +13,8 @@ def summary() -> str:
     s = get_settings()
     cat = open_catalog(s)
     store = open_store(s)
-    lines = [f"store   {s.store_uri}", f"catalog {s.catalog_uri}", f"mlflow  {s.mlflow_tracking_uri}", ""]
+    lines = [f"{name:<8}{redact_uri(uri)}" for name, uri in (("store", s.store_uri), ("catalog", s.catalog_uri))]
+    lines += [f"mlflow  {redact_uri(s.mlflow_tracking_uri)}", ""]
     lines.append(f"{'collection':<26} items")
     for cid in sorted(cat.collections()):
         lines.append(f"{cid:<26} {len(cat.search(collections=[cid])):>5}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -148,6 +149,37 @@ class Settings(BaseSettings):
     @property
     def catalog_is_pgstac(self) -> bool:
         return self.catalog_uri.startswith(("postgresql://", "postgres://"))
+
+
+def redact_uri(uri: str, keep_user: bool = True) -> str:
+    """``uri`` without the password of its userinfo (``postgresql://user:***@host/db``), or without the userinfo
+    at all (``keep_user=False``, for links a browser follows): what reports, logs, answers and links may show."""
+    parts = urlsplit(uri)
+    if "@" not in parts.netloc:
+        return uri
+    userinfo, host = parts.netloc.rsplit("@", 1)
+    if keep_user:
+        host = f"{userinfo.split(':', 1)[0]}:***@{host}" if ":" in userinfo else f"{userinfo}@{host}"
+    return urlunsplit(parts._replace(netloc=host))
+
+
+def secret_values(settings: Settings) -> list[str]:
+    """Every configured credential (URI passwords, tokens, client secrets), for scrubbing text that may echo one."""
+    found = [settings.reload_token.get_secret_value()]
+    if settings.sentinelhub_client_secret is not None:
+        found.append(settings.sentinelhub_client_secret.get_secret_value())
+    for uri in (settings.store_uri, settings.catalog_uri, settings.mlflow_tracking_uri, settings.s3_endpoint_url or ""):
+        password = urlsplit(uri).password
+        if password:
+            found += [password, quote(password, safe="")]
+    return [v for v in dict.fromkeys(found) if len(v) >= 4]
+
+
+def scrub(text: str, settings: Settings) -> str:
+    """``text`` with every configured credential replaced by ``***`` (error messages may quote a URI)."""
+    for secret in secret_values(settings):
+        text = text.replace(secret, "***")
+    return text
 
 
 @lru_cache(maxsize=1)

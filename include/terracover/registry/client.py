@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from terracover.settings import Settings
+from terracover.settings import Settings, redact_uri
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -57,7 +57,7 @@ class LoadedModel:
 def run_url(tracking_uri: str, experiment_id: str, run_id: str) -> str:
     """Where a human opens the run: the MLflow UI for a server, the ``runs:/`` URI otherwise."""
     if tracking_uri.startswith(("http://", "https://")):
-        return f"{tracking_uri.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+        return f"{redact_uri(tracking_uri, keep_user=False).rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
     return f"runs:/{run_id}"
 
 

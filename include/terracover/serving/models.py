@@ -20,7 +20,7 @@ from typing import Any
 
 from terracover.drift import DriftMonitor, Reference
 from terracover.registry import CHAMPION, LoadedModel, ModelRef, Registry, open_registry
-from terracover.settings import Settings
+from terracover.settings import Settings, redact_uri, scrub
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +66,8 @@ class ModelCache:
             index = self._read_index()
         except Exception as exc:  # any failure of the registry must leave serving as it was
             self._health.ok = False
-            self._health.last_error = f"{type(exc).__name__}: {exc}"[:500]
-            log.warning("model index refresh failed, serving the models already loaded: %s", exc)
+            self._health.last_error = scrub(f"{type(exc).__name__}: {exc}", self.settings)[:500]
+            log.warning("model index refresh failed, serving the models already loaded: %s", self._health.last_error)
             return False
         with self._lock:
             changed = {y for y in index if self.index.get(y) != index[y]} | (set(self.index) - set(index))
@@ -160,7 +160,7 @@ class ModelCache:
             "ready": ready,
             "mlflow": {
                 "reachable": h.ok,
-                "tracking_uri": self.settings.mlflow_tracking_uri,
+                "tracking_uri": redact_uri(self.settings.mlflow_tracking_uri),
                 "last_success": h.last_success,
                 "last_error": h.last_error,
             },

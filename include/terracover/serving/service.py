@@ -44,7 +44,7 @@ from terracover.provenance import prediction_item, record
 from terracover.registry import SHADOW, LoadedModel
 from terracover.serving.metrics import metrics
 from terracover.serving.models import ModelCache
-from terracover.settings import get_settings
+from terracover.settings import get_settings, redact_uri
 from terracover.store import LocalStore, open_store
 
 log = logging.getLogger("terracover.serving")
@@ -343,7 +343,7 @@ class LandCover:
             return None
 
     def _run_link(self, model: LoadedModel) -> str | None:
-        uri = self.settings.mlflow_tracking_uri
+        uri = redact_uri(self.settings.mlflow_tracking_uri, keep_user=False)
         return f"{uri.rstrip('/')}/#/models/{model.name}/versions/{model.version}" if uri.startswith("http") else None
 
     def _observe(self, p: Prediction, model: LoadedModel, seconds: float) -> None:
