@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import rasterio
+import rasterio.errors
 from affine import Affine
 from rasterio.crs import CRS
 
@@ -76,4 +77,20 @@ def write_cog(
                 dst.update_tags(**tmp.tags())
                 if colormap is not None:
                     dst.write_colormap(1, dict(colormap))
+    _check_complete(path, count)
     return path
+
+
+def _check_complete(path: Path, count: int) -> None:
+    """Read the COG back: GDAL reports some write failures (a full disk while the COG driver copies its
+    layout into place) only as log lines, leaving a truncated file that must never be published."""
+    try:
+        with rasterio.open(path) as src:
+            if src.count != count:
+                raise OSError(f"{count} bands written, {src.count} readable")
+            src.read()
+            for level in range(len(src.overviews(1))):
+                with rasterio.open(path, overview_level=level) as ovr:
+                    ovr.read()
+    except (OSError, rasterio.errors.RasterioError) as exc:
+        raise OSError(f"the COG written to {path} is incomplete ({exc}): is the disk full?") from exc

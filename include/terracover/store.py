@@ -43,6 +43,11 @@ def check_key(key: str) -> str:
     return key
 
 
+class StoreWriteError(OSError):
+    """An object could not be stored (the store answered an error, the connection broke, the disk is full);
+    nothing was published under its key, so the write can simply be retried."""
+
+
 class ObjectStore(ABC):
     """What terracover needs from object storage, whatever the backend."""
 
@@ -99,10 +104,16 @@ class ObjectStore(ABC):
         tmpdir = Path(tempfile.mkdtemp(prefix="terracover-"))
         path = tmpdir / f"object{suffix}"
         try:
-            yield path
+            try:
+                yield path
+            except OSError as exc:  # a full disk while writing the temporary file
+                raise StoreWriteError(f"could not write {key!r}: {exc}") from exc
             if not path.exists():
                 raise FileNotFoundError(f"writer for {key!r}: nothing was written to {path}")
-            self.put_file(key, path)
+            try:
+                self.put_file(key, path)
+            except Exception as exc:
+                raise StoreWriteError(f"could not store {key!r} in {self.root}: {type(exc).__name__}: {exc}") from exc
         finally:
             shutil.rmtree(tmpdir, ignore_errors=True)
 

@@ -45,7 +45,7 @@ from terracover.registry import SHADOW, LoadedModel
 from terracover.serving.metrics import metrics
 from terracover.serving.models import ModelCache
 from terracover.settings import get_settings, redact_uri
-from terracover.store import LocalStore, open_store
+from terracover.store import LocalStore, StoreWriteError, open_store
 
 log = logging.getLogger("terracover.serving")
 STATIC = Path(__file__).parent / "static"
@@ -310,6 +310,12 @@ class LandCover:
             if isinstance(exc, NoCoverageError):
                 body["missing_subtiles"] = exc.missing
             return body
+        except StoreWriteError as exc:
+            log.error("prediction not stored, answered 503: %s", exc)
+            self.metrics.predictions.labels(str(year), model.version if model else "none", "error").inc()
+            ctx.response.status_code = HTTPStatus.SERVICE_UNAVAILABLE
+            ctx.response.headers["Retry-After"] = "30"
+            return {"error": "the map could not be stored (object store failed or full); nothing was kept: retry"}
         except Exception:
             self.metrics.predictions.labels(str(year), model.version if model else "none", "error").inc()
             raise

@@ -1,0 +1,191 @@
+"""The object store fails on write, and nothing half-written remains: the S3 API answering 500 or resetting the
+connection (a proxy in front of the real moto server fails chosen PUTs), and a full local disk (RLIMIT_FSIZE in
+a subprocess: writes past the limit fail with EFBIG, as on a full filesystem), during a prediction and during
+``build_stack``. After each fault no object exists under a real key that was not there before (and one that
+was is unchanged), no temporary is left behind, and a retry completes with the same bytes as a clean run."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from terracover import grid
+from terracover.catalog import open_catalog
+from terracover.predict import predict_aoi
+from terracover.settings import Settings, get_settings
+from terracover.store import TMP_MARK, S3Store, open_store
+
+from tests.fixtures.faults import FaultyProxy, faulty_proxy
+from tests.synthetic_stacks import write_stack
+from tests.test_predict import CROSSING, NAMES, SIZE, YEAR, _model
+
+pytestmark = pytest.mark.services
+
+PID = "20260101T000000-faultinjected"
+
+
+def _s3_keys(store: S3Store) -> list[str]:
+    """Every key in the bucket, temporaries included (store.list() hides them)."""
+    pages = store.client.get_paginator("list_objects_v2").paginate(Bucket=store.bucket)
+    return sorted(o["Key"] for page in pages for o in page.get("Contents", []))
+
+
+def _fail_puts_of(fragment: str) -> Any:
+    # A PUT (upload, multipart part, or server-side copy) of any object whose key contains ``fragment``.
+    return lambda method, path, headers: method in ("PUT", "POST") and fragment in path
+
+
+@pytest.fixture
+def proxied_store(s3_server: str, s3_bucket: str, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Any:
+    with faulty_proxy(s3_server) as proxy:
+        monkeypatch.setenv("TERRACOVER_STORE_URI", f"s3://{s3_bucket}/data")
+        monkeypatch.setenv("TERRACOVER_S3_ENDPOINT_URL", proxy.url)
+        monkeypatch.setenv("AWS_MAX_ATTEMPTS", "2")  # botocore retries a 500: the fault must outlast them
+        get_settings.cache_clear()
+        s = get_settings().model_copy(update={"subtile_size": SIZE})
+        yield proxy, s
+
+
+@pytest.mark.parametrize("mode", ["500", "reset"])
+def test_prediction_with_the_s3_api_failing_on_write_leaves_nothing_and_a_retry_is_identical(
+    proxied_store: tuple[FaultyProxy, Settings], mode: str
+) -> None:
+    proxy, s = proxied_store
+    store, catalog = open_store(s), open_catalog(s)
+    assert isinstance(store, S3Store)
+    for st in grid.subtiles_for_geometry(CROSSING, SIZE):
+        write_stack(store, catalog, YEAR, st, NAMES)
+    before = _s3_keys(store)
+    proxy.arm(_fail_puts_of("predictions/"), mode)  # type: ignore[arg-type]
+    with pytest.raises(Exception):  # noqa: B017 - whatever botocore raises; the point is what remains
+        predict_aoi(CROSSING, YEAR, _model(), store, catalog, s, prediction_id=PID)
+    assert proxy.failed, "the fault was never injected"
+    assert _s3_keys(store) == before, "a failed write left an object (or a temporary) behind"
+    proxy.disarm()
+    p = predict_aoi(CROSSING, YEAR, _model(), store, catalog, s, prediction_id=PID)
+    assert [k for k in _s3_keys(store) if k not in before] == [f"data/{p.key}"]
+    retried = store.get_bytes(p.key)
+    store.delete(p.key)
+    clean = predict_aoi(CROSSING, YEAR, _model(), store, catalog, s, prediction_id=PID)
+    assert store.get_bytes(clean.key) == retried
+
+
+def _run(code: str, env: dict[str, str], fsize: int | None = None) -> subprocess.CompletedProcess[str]:
+    """Run ``code``; with ``fsize``, every file write past that many bytes fails from the marked line on."""
+    limit = f"resource.setrlimit(resource.RLIMIT_FSIZE, ({fsize}, {fsize}))" if fsize else "pass"
+    code = "import resource\n" + code.replace("# disk full from here\n", limit + "\n")
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+
+
+@contextlib.contextmanager
+def _catalog_held_open(s: Settings) -> Iterator[None]:
+    """Keep a reader on the embedded catalog, so its WAL index exists at full size and reading it in the
+    limited subprocess writes nothing: the limit then hits the object writes, which are under test."""
+    con = sqlite3.connect(Path(s.catalog_uri) / "catalog.sqlite")
+    try:
+        con.execute("PRAGMA journal_mode=WAL")
+        con.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        yield
+    finally:
+        con.close()
+
+
+def _files(root: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in root.rglob("*") if p.is_file()
+    }
+
+
+PREDICT = """
+from terracover.catalog import open_catalog
+from terracover.predict import predict_aoi
+from terracover.settings import get_settings
+from terracover.store import open_store
+from tests.test_predict import CROSSING, YEAR, _model
+s = get_settings()
+store, catalog, model = open_store(s), open_catalog(s), _model()
+# disk full from here
+predict_aoi(CROSSING, YEAR, model, store, catalog, s, prediction_id={pid!r})
+"""
+
+
+def test_prediction_on_a_full_disk_leaves_nothing_and_a_retry_is_identical(settings: Settings, tmp_path: Path) -> None:
+    s = settings.model_copy(update={"subtile_size": SIZE})
+    store, catalog = open_store(s), open_catalog(s)
+    for st in grid.subtiles_for_geometry(CROSSING, SIZE):
+        write_stack(store, catalog, YEAR, st, NAMES)
+    (tmp_path / "tmp").mkdir()
+    env = {"TERRACOVER_HOME": str(s.home), "TERRACOVER_SUBTILE_SIZE": str(SIZE), "TMPDIR": str(tmp_path / "tmp")}
+    root = Path(store.root)
+    before = _files(root)
+    with _catalog_held_open(s):
+        full = _run(PREDICT.format(pid=PID), env, fsize=1024)
+    assert full.returncode != 0 and "File too large" in full.stderr, full.stderr[-2000:]
+    assert _files(root) == before, "a failed write left a file in the store"
+    assert not list((tmp_path / "tmp").iterdir()), "a failed write left a temporary behind"
+    ok = _run(PREDICT.format(pid=PID), env)
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    key = f"predictions/{YEAR}/{PID}.tif"
+    retried = store.get_bytes(key)
+    store.delete(key)
+    assert _run(PREDICT.format(pid=PID), env).returncode == 0
+    assert store.get_bytes(key) == retried
+
+
+BUILD = """
+from terracover import grid
+from terracover.pipeline import ready_catalog
+from terracover.settings import get_settings
+from terracover.stacks import build_stack
+from terracover.store import open_store
+s = get_settings()
+st = grid.subtile({tile!r}, {subtile!r}, s.subtile_size)
+store, catalog = open_store(s), ready_catalog(s)
+# disk full from here
+print(build_stack({year}, st, store, catalog, overwrite=True).key)
+"""
+
+
+@pytest.mark.airflow
+def test_build_stack_on_a_full_disk_keeps_the_old_stack_and_a_retry_is_identical(
+    dataplane: dict[str, Any], tmp_path: Path
+) -> None:
+    from tests.fixtures.dataplane import YEAR as DP_YEAR
+
+    home = tmp_path / "home"
+    src = Path(dataplane["home"])
+    for part in ("store", "catalog"):
+        shutil.copytree(src / part, home / part)
+    (tmp_path / "tmp").mkdir()
+    env = {**dataplane["env"], "TERRACOVER_HOME": str(home), "TMPDIR": str(tmp_path / "tmp")}
+    stacks = sorted((home / "store" / "composites" / str(DP_YEAR)).glob("*/*/features.tif"))
+    assert stacks, "the data plane built no stack"
+    tile, subtile = stacks[0].parts[-3], stacks[0].parts[-2]
+    code = BUILD.format(tile=tile, subtile=subtile, year=DP_YEAR)
+    root = home / "store"
+    before = _files(root)
+    with _catalog_held_open(get_settings().model_copy(update={"catalog_uri": str(home / "catalog")})):
+        full = _run(code, env, fsize=64 * 1024)
+    assert full.returncode != 0 and "File too large" in full.stderr, full.stderr[-2000:]
+    assert _files(root) == before, "a failed rebuild changed or added a file in the store"
+    assert not any(TMP_MARK in p.name for p in root.rglob("*"))
+    assert not list((tmp_path / "tmp").iterdir()), "a failed write left a temporary behind"
+    ok = _run(code, env)
+    assert ok.returncode == 0, ok.stderr[-2000:]
+    assert _files(root) == before, "the retry did not reproduce the same stack"
