@@ -61,7 +61,7 @@ def _registered_version_outputs(version: str) -> str:
     import mlflow
     from terracover import registry
 
-    mc = registry.client(settings_now())
+    mc = registry.open_registry(settings_now()).client
     mv = mc.get_model_version(registry.model_name(YEAR), version)
     run = mc.get_run(mv.run_id)
     texts: list[Any] = [mv.tags, mv.source, run.data.tags, run.data.params, run.info.artifact_uri]
@@ -74,24 +74,26 @@ def test_no_output_of_a_model_and_service_run_carries_a_credential(
     serving_env: dict[str, str], champion_version: str, mlflow_server: str, tmp_path: Path
 ) -> None:
     from terracover import registry
+    from terracover.dataset import load_table
     from terracover.evaluate import evaluate_model
     from terracover.pipeline import build_training_set
-    from terracover.train import load_table, train
+    from terracover.store import open_store
+    from terracover.train import train
 
     env = {**serving_env, "TERRACOVER_MLFLOW_TRACKING_URI": mlflow_server, "TERRACOVER_RELOAD_TOKEN": TOKEN}
     with terracover_env(env):
         s = settings_now()
         info = build_training_set(YEAR, s)
-        table = load_table(YEAR, info["dataset_uri"], s).frame
+        table = load_table(YEAR, info["dataset_uri"], open_store(s)).frame
         trained = train(table, "rf_fast", seed=7)
         ref = registry.log_and_register(  # registered, not approved: the served champion stays as it is
+            registry.open_registry(s),
             trained,
             evaluate_model(trained.estimator, table, trained.features),
             table_uri=info["dataset_uri"],
             dataset_sha256=info["sha256"],
             year=YEAR,
             dag_run_id="secrets",
-            settings=s,
             table=table,
         )
         mlflow_text = _registered_version_outputs(ref.version)
