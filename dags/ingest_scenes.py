@@ -6,7 +6,7 @@ import os
 from datetime import datetime
 from typing import Any
 
-from airflow.sdk import Param, dag, get_current_context, task
+from airflow.sdk import Param, TriggerRule, dag, get_current_context, task
 from terracover_airflow import DEFAULT_ARGS, SCENES_ASSET, resolve_year, setup_logging
 
 DOC = """
@@ -18,7 +18,9 @@ ceiling `TERRACOVER_MAX_CLOUD_COVER`. One mapped task per tile-year (a continent
 (`TERRACOVER_BATCH_WORKERS`, default the pod's CPUs): it copies their bands, clipped to the region, as COGs into
 `scenes/{tile}/{date}/{band}.tif` and upserts a catalog item. Scenes already catalogued are skipped, so a
 re-run over the same window does nothing new. Updates the `terracover_scenes` asset when
-at least one scene was added.
+at least one scene was added; a run that found nothing new ends **skipped** with the reason (no retries).
+Tiles of the region without terrain get it here first (`ingest_dem`'s step, once per tile), so one trigger
+of this DAG carries the whole chain: scenes -> composites -> training set -> model.
 
 Conf: `{"year": 2023}` (default: the run's logical date's year).
 """
@@ -48,21 +50,37 @@ def ingest_scenes() -> None:
         ctx = get_current_context()
         year = resolve_year(ctx["params"], ctx.get("logical_date"))
         return plan_ingest([year], conf.getint("core", "max_map_length"))
+    @task
+    def tiles_without_terrain() -> list[str]:
+        from terracover.pipeline import tiles_without_terrain as missing
+
+        return missing()
+
+    @task(max_active_tis_per_dag=2)
+    def terrain(tile: str) -> str:
+        setup_logging()
+        from terracover.pipeline import terrain_for_tile
+
+        return terrain_for_tile(tile)
 
     @task(max_active_tis_per_dag=8, pool=CATALOG_POOL)
     def ingest(year: int, tile: str) -> dict[str, Any]:
         """Search the tile's scenes of the year and ingest the new ones, in parallel inside this task."""
         setup_logging()
+        from airflow.sdk.exceptions import AirflowFailException
         from terracover.pipeline import ingest_tile_year
 
-        return ingest_tile_year(year, tile)
+        try:
+            return ingest_tile_year(year, tile)
+        except FileNotFoundError as exc:  # a source that is not there: retrying will not make it appear
+            raise AirflowFailException(str(exc)) from exc
 
-    @task(outlets=[SCENES_ASSET])
-    def publish(results: list[dict[str, Any]]) -> dict[str, Any]:
+    @task(outlets=[SCENES_ASSET], trigger_rule=TriggerRule.NONE_FAILED)
+    def publish(results: list[dict[str, Any]] | None) -> dict[str, Any]:
         """Emit the scenes asset only when something new landed, so composites rebuild only then."""
         from airflow.exceptions import AirflowSkipException
 
-        results = list(results)
+        results = list(results or [])
         ctx = get_current_context()
         year = resolve_year(ctx["params"], ctx.get("logical_date"))
         summary = {
@@ -72,11 +90,15 @@ def ingest_scenes() -> None:
             "bands_copied": sum(r["bands_copied"] for r in results),
         }
         if not summary["scenes"]:
-            raise AirflowSkipException(f"no new scenes for {year}: nothing to publish")
+            raise AirflowSkipException(
+                f"no new scenes for {year}: the source has none in the year's window that is not already ingested"
+            )
         ctx["outlet_events"][SCENES_ASSET].extra = summary
         return summary
 
-    publish(ingest.expand_kwargs(plan()))  # type: ignore[arg-type]  # XComArg resolves to the list at run time
+    # XComArgs resolve to the lists at run time (Any: mypy checks the task bodies, not the wiring).
+    published: Any = publish(ingest.expand_kwargs(plan()))  # type: ignore[arg-type]
+    terrain.expand(tile=tiles_without_terrain()) >> published
 
 
 ingest_scenes()

@@ -18,7 +18,8 @@ DOC = f"""
 ### retrain_on_alert
 Every 30 minutes `wait_for_alert` (a **deferrable** sensor: it waits in the triggerer, holding no worker slot)
 watches Alertmanager for `{ALERT}` (params `alertname`, `labels`, e.g. `{{"year": "2023"}}`). When it fires,
-`decide` checks, per alerting `year`, for label files newer than that year's champion's training data:
+`decide` checks, per alerting `year`, for labelled points (by content: id, position, class) that the year's
+champion was not trained on; rewriting an identical label file is not new:
 - new labels -> `trigger_training` starts `train_model` with conf `{{"year": ...}}` (a human still approves);
 - none -> nothing is trained, and the reason is logged, returned in XCom, shown as the skipped
   `nothing_to_do` task and written to the store under `monitoring/decisions/{{year}}/`.

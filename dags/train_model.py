@@ -16,7 +16,7 @@ from airflow.sdk import (
     get_current_context,
     task,
 )
-from airflow.sdk.exceptions import AirflowSkipException
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 from terracover_airflow import DEFAULT_ARGS, TRAINING_SET_ASSET, events_by_year, setup_logging
 
 DOC = """
@@ -36,6 +36,9 @@ One run trains, registers and (after a human says so) promotes the model of **on
 would tie every year's promotion, retries and failures to one run. So a run that has several years to do
 (several asset events at once) trains none itself: `trigger_year_runs` starts one `train_model` run per
 year with conf `{"year", "dataset_uri"}`. A year that fails or is rejected never blocks another.
+
+A scheduled run whose year has no training table yet ends **skipped** with that reason; a run asked for a
+year (conf or asset) whose table is missing fails at once (no retries) saying to run `build_training_set`.
 
 **Steps of a one-year run.** `train_and_register` loads the table (conf/asset `dataset_uri`, else the
 newest `datasets/{year}/*.parquet`), trains the configuration in param `config`, evaluates on the held-out
@@ -104,7 +107,15 @@ def train_model() -> None:
         logical_date = ctx.get("logical_date")
         if logical_date is None:
             raise ValueError('no year: trigger with conf {"year": 2023}, an asset event, or run on the schedule')
-        return [{"year": logical_date.year - 1, "dataset_uri": None}]
+        year = logical_date.year - 1
+        from terracover.pipeline import training_tables
+
+        if not training_tables(year):
+            raise AirflowSkipException(
+                f"scheduled run for {year}: no training table under datasets/{year}/ yet, so nothing to train"
+                f" (build_training_set writes one, and starts train_model, once {year} has labels and composites)"
+            )
+        return [{"year": year, "dataset_uri": None}]
 
     @task
     def child_runs(jobs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -132,7 +143,10 @@ def train_model() -> None:
         ctx = get_current_context()
         s = get_settings()
         reg = registry.open_registry(s)
-        table = load_table(job["year"], job.get("dataset_uri"), open_store(s))
+        try:
+            table = load_table(job["year"], job.get("dataset_uri"), open_store(s))
+        except (FileNotFoundError, ValueError) as exc:  # missing or wrong data: a retry finds the same
+            raise AirflowFailException(str(exc)) from exc
         trained = train(
             table.frame,
             ctx["params"]["config"],

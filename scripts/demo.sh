@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
-# `make demo`: the terracover lifecycle, offline, on embedded defaults, under real Airflow (`airflow dags test`).
-# State lives in $TERRACOVER_HOME (default .terracover/demo); re-running resumes and skips finished work.
+# `make demo`: the terracover lifecycle on a live Airflow (api-server, scheduler, dag-processor, triggerer;
+# LocalExecutor), offline, on embedded defaults. One trigger of ingest_scenes per year; the assets carry the
+# chain to train_model, whose approval the demo operator answers through the REST API the UI uses
+# (DEMO_INTERACTIVE=1: you answer in the UI). State lives in $TERRACOVER_HOME (default .terracover/demo);
+# a re-run finds nothing new to ingest and goes straight to serving.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -10,84 +13,75 @@ export TERRACOVER_HOME=${TERRACOVER_HOME:-$ROOT/.terracover/demo}
 export TERRACOVER_SCENE_SOURCE=${TERRACOVER_SCENE_SOURCE:-simulator}
 export TERRACOVER_DEM_SOURCE=${TERRACOVER_DEM_SOURCE:-simulator}
 YEARS=${DEMO_YEARS:-2023}
+API_PORT=${DEMO_AIRFLOW_PORT:-28080}
+SERVING_PORT=${DEMO_SERVING_PORT:-3000}
+AIRFLOW_URL="http://127.0.0.1:$API_PORT"
+truthy() { case "${1:-}" in 1 | true | yes | on) return 0 ;; *) return 1 ;; esac; }
 
 export AIRFLOW_HOME="$TERRACOVER_HOME/airflow"
 export AIRFLOW__CORE__DAGS_FOLDER="$ROOT/dags"
 export AIRFLOW__CORE__PLUGINS_FOLDER="$ROOT/plugins"
 export AIRFLOW__CORE__LOAD_EXAMPLES=False
-export AIRFLOW__CORE__PARALLELISM=4
-export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN="sqlite:///$AIRFLOW_HOME/airflow.db"
+export AIRFLOW__CORE__EXECUTOR=${AIRFLOW__CORE__EXECUTOR:-LocalExecutor}
+export AIRFLOW__CORE__PARALLELISM=${AIRFLOW__CORE__PARALLELISM:-4}
+# SQLite for one machine; PostgreSQL when the environment already points Airflow there.
+export AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=${AIRFLOW__DATABASE__SQL_ALCHEMY_CONN:-sqlite:///$AIRFLOW_HOME/airflow.db}
+export AIRFLOW__API__HOST=127.0.0.1 AIRFLOW__API__PORT=$API_PORT AIRFLOW__API__BASE_URL=$AIRFLOW_URL
+export AIRFLOW__CORE__EXECUTION_API_SERVER_URL="$AIRFLOW_URL/execution/"
+# Every component must sign and check task tokens with the same secret; the log servers get their own ports.
+mkdir -p "$AIRFLOW_HOME" "$TERRACOVER_HOME/logs"
+[ -f "$AIRFLOW_HOME/.jwt_secret" ] || python -c 'import secrets; print(secrets.token_hex(32))' >"$AIRFLOW_HOME/.jwt_secret"
+export AIRFLOW__API_AUTH__JWT_SECRET=${AIRFLOW__API_AUTH__JWT_SECRET:-$(cat "$AIRFLOW_HOME/.jwt_secret")}
+export AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT=${DEMO_WORKER_LOG_PORT:-28793}
+export AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT=${DEMO_TRIGGER_LOG_PORT:-28794}
 export PYTHONPATH="$ROOT:$ROOT/plugins${PYTHONPATH:+:$PYTHONPATH}"
 export MLFLOW_DISABLE_TELEMETRY=true BENTOML_DO_NOT_TRACK=true
-mkdir -p "$AIRFLOW_HOME"
+export TERRACOVER_SERVING_URL="http://127.0.0.1:$SERVING_PORT"
+LOGS="$TERRACOVER_HOME/logs"
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
-dag() {  # run one DAG with airflow dags test; keep its log; fail loudly with the log's tail
-  local id=$1; shift
-  local log="$TERRACOVER_HOME/logs/$id-$(date +%s).log"
-  mkdir -p "$(dirname "$log")"
-  local t0=$SECONDS
-  if ! airflow dags test "$id" "$@" >"$log" 2>&1 || grep -q "state=failed" "$log"; then
-    tail -n 60 "$log"; echo "demo: $id failed (full log: $log)"; exit 1
-  fi
-  echo "   $id ok in $((SECONDS - t0)) s (log: $log)"
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill -- "-$p" 2>/dev/null || kill "$p" 2>/dev/null || true; done; }
+trap cleanup EXIT
+wait_http() { # url, what, seconds
+  for _ in $(seq 1 "$3"); do curl -sf -o /dev/null "$1" && return 0; sleep 1; done
+  echo "demo: $2 did not come up at $1 (logs: $LOGS)"; exit 1
+}
+start() { # name, command...: a component in its own session, logged to $LOGS/name.log
+  local name=$1; shift
+  setsid "$@" >"$LOGS/$name.log" 2>&1 &
+  PIDS+=($!)
 }
 
-step "Airflow metadata DB ($AIRFLOW_HOME)"
-airflow db migrate >"$TERRACOVER_HOME/airflow-migrate.log" 2>&1 && echo "   migrated"
+step "Airflow on $AIRFLOW_URL (api-server, scheduler, dag-processor, triggerer; ${AIRFLOW__CORE__EXECUTOR})"
+airflow db migrate >"$LOGS/airflow-migrate.log" 2>&1 && echo "   metadata DB migrated"
+start api-server airflow api-server --host 127.0.0.1 --port "$API_PORT" --workers 1
+start scheduler airflow scheduler
+start dag-processor airflow dag-processor
+start triggerer airflow triggerer
+wait_http "$AIRFLOW_URL/api/v2/monitor/health" "airflow api-server" 300
+PASSWORD=$(python -c "import json,sys; print(json.load(open(sys.argv[1]))['admin'])" \
+  "$AIRFLOW_HOME/simple_auth_manager_passwords.json.generated")
+echo "   UI: $AIRFLOW_URL   login: admin / $PASSWORD   (logs: $LOGS)"
+echo "   watch the chain under Dags, the approval under Browse -> Required Actions"
+
+step "Serving: bentoml serve terracover.serving.service:LandCover on $TERRACOVER_SERVING_URL"
+start serving bentoml serve terracover.serving.service:LandCover --host 127.0.0.1 --port "$SERVING_PORT"
+wait_http "$TERRACOVER_SERVING_URL/livez" "the prediction service" 180
+echo "   up; train_model's notify_serving reloads it when a champion is promoted"
 
 for year in $YEARS; do
   step "Simulate the public archive for $year (Sentinel-2 L2A scenes, DEM, labels)"
   python -m terracover.simulate --years "$year"
-  step "ingest_scenes $year"
-  dag ingest_scenes --conf "{\"year\": $year}"
-done
-step "ingest_dem"
-dag ingest_dem
-for year in $YEARS; do
-  step "build_composites $year"
-  dag build_composites --conf "{\"year\": $year}"
+  step "One trigger: ingest_scenes $year -> build_composites -> build_training_set -> train_model (assets)"
+  python scripts/demo_chain.py "$AIRFLOW_URL" chain "$year"
 done
 
+wait_http "$TERRACOVER_SERVING_URL/readyz" "the prediction service with a model" 300
 for year in $YEARS; do
-  step "build_training_set $year (labels sampled from the stacks, Great Expectations gate)"
-  dag build_training_set --conf "{\"year\": $year}"
-done
-
-API_PORT=${DEMO_AIRFLOW_PORT:-28080}
-SERVING_PORT=${DEMO_SERVING_PORT:-3000}
-export TERRACOVER_SERVING_URL="http://127.0.0.1:$SERVING_PORT"
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill -- "-$p" 2>/dev/null || kill "$p" 2>/dev/null || true; done; }
-trap cleanup EXIT
-wait_http() {  # url, what, seconds
-  for _ in $(seq 1 "$3"); do curl -sf -o /dev/null "$1" && return 0; sleep 1; done
-  echo "demo: $2 did not come up at $1"; exit 1
-}
-
-step "Airflow api-server on 127.0.0.1:$API_PORT (the approval gate is answered through its REST API)"
-AIRFLOW__API__HOST=127.0.0.1 AIRFLOW__API__PORT=$API_PORT AIRFLOW__API__BASE_URL="http://127.0.0.1:$API_PORT" \
-  setsid airflow api-server --host 127.0.0.1 --port "$API_PORT" --workers 1 >"$TERRACOVER_HOME/logs/api-server.log" 2>&1 &
-PIDS+=($!)
-wait_http "http://127.0.0.1:$API_PORT/api/v2/monitor/health" "airflow api-server" 180
-echo "   ready: http://127.0.0.1:$API_PORT (Required Actions lists pending approvals)"
-
-for year in $YEARS; do
-  step "train_model $year: train, evaluate, register in MLflow, compare, ask a human (the demo operator approves)"
-  python scripts/demo_approve.py "http://127.0.0.1:$API_PORT" train_model Approve &
-  APPROVER=$!
-  dag train_model --conf "{\"year\": $year}"
-  kill "$APPROVER" 2>/dev/null || true
-done
-
-step "Serving: bentoml serve terracover.serving.service:LandCover on 127.0.0.1:$SERVING_PORT"
-setsid bentoml serve terracover.serving.service:LandCover --host 127.0.0.1 --port "$SERVING_PORT" \
-  >"$TERRACOVER_HOME/logs/serving.log" 2>&1 &
-PIDS+=($!)
-wait_http "$TERRACOVER_SERVING_URL/readyz" "the prediction service" 120
-for year in $YEARS; do
+  step "A prediction for the whole region, $year"
   python - "$year" <<'PY'
-import json, sys, httpx
+import sys, httpx
 from terracover.settings import get_settings
 w, s, e, n = get_settings().region_bbox
 year = int(sys.argv[1])
@@ -110,8 +104,8 @@ done
 echo "   map page: $TERRACOVER_SERVING_URL/  (draw an AOI, pick a year)"
 
 for year in $YEARS; do
-  step "retrain_on_alert $year (webhook path: TerracoverLowConfidence given in the conf)"
-  dag retrain_on_alert --conf "{\"alerts\": [{\"labels\": {\"alertname\": \"TerracoverLowConfidence\", \"year\": \"$year\"}}]}"
+  step "The alert path: retrain_on_alert $year (TerracoverLowConfidence through its webhook path)"
+  python scripts/demo_chain.py "$AIRFLOW_URL" alert "$year"
   python -c "
 from terracover.store import open_store; import json
 s = open_store(); k = sorted(s.list('monitoring/decisions/$year/'))[-1]; d = json.loads(s.get_bytes(k))
@@ -120,6 +114,8 @@ done
 
 step "Done"
 python -m terracover.report
-if [ -n "${DEMO_KEEP_SERVING:-}" ]; then
-  echo "serving stays up at $TERRACOVER_SERVING_URL (Ctrl-C to stop)"; wait
+echo "Airflow UI: $AIRFLOW_URL (admin / $PASSWORD): Dags shows every run of the chain; Browse -> Required Actions"
+echo "the approval; the champion's MLflow run is linked from the approval page."
+if truthy "${DEMO_KEEP_SERVING:-0}"; then
+  echo "Airflow and serving stay up ($TERRACOVER_SERVING_URL); Ctrl-C to stop"; wait
 fi

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import json
-from datetime import datetime
 from pathlib import PurePosixPath
 
 import pandas as pd
@@ -111,11 +110,6 @@ def read_labels(store: ObjectStore, year: int | None = None, prefix: str = LABEL
     if year is not None:
         df = df[df["year"] == year]
     return df.drop_duplicates("point_id", keep="last").sort_values("point_id").reset_index(drop=True)
-
-
-def labels_newer_than(store: ObjectStore, when: datetime, prefix: str = LABELS_PREFIX) -> list[str]:
-    """Label files modified after ``when`` (UTC-aware): what a retraining decision looks for."""
-    return [k for k in label_keys(store, prefix) if store.modified(k) > when]
 
 
 def write_labels(store: ObjectStore, df: pd.DataFrame, name: str) -> str:

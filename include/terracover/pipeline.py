@@ -101,6 +101,15 @@ def terrain_for_tile(tile: str, overwrite: bool = False, settings: Settings | No
     )
 
 
+def tiles_without_terrain(settings: Settings | None = None) -> list[str]:
+    """Tiles of the region whose terrain (DEM, slope, aspect) is not catalogued yet."""
+    from terracover.catalog import DEM_COLLECTION
+
+    s = settings or get_settings()
+    cat = ready_catalog(s)
+    return [t for t in region_tiles(s) if cat.get_item(DEM_COLLECTION, f"{t}-terrain") is None]
+
+
 def plan_composites(years: Sequence[int], max_items: int, settings: Settings | None = None) -> list[dict[str, Any]]:
     """The fan-out of build_composites: one task per (year, tile, batch of subtiles); tasks derive their subtiles."""
     s = settings or get_settings()
@@ -134,23 +143,26 @@ def build_one_stack(year: int, tile: str, subtile: str, settings: Settings | Non
     return asdict(build_stack(year, st, open_store(s), ready_catalog(s), max_out_of_range=s.stack_max_out_of_range))
 
 
-def years_with_new_labels(settings: Settings | None = None) -> list[int]:
-    """Years whose newest label file is newer than their newest training table (or that have none)."""
-    from terracover.labels import label_keys, read_label_file
+def stack_count(year: int, settings: Settings | None = None) -> int:
+    """How many feature stacks of ``year`` the catalog holds (0: build_composites has not run for it)."""
+    from terracover.catalog import COMPOSITES_COLLECTION
 
-    s = settings or get_settings()
-    store = open_store(s)
-    newest_label: dict[int, Any] = {}
-    for key in label_keys(store):
-        when = store.modified(key)
-        for year in set(read_label_file(store, key)["year"].tolist()):
-            newest_label[year] = max(newest_label.get(year, when), when)
-    years = []
-    for year, when in sorted(newest_label.items()):
-        tables = store.list(datasets_prefix(year))
-        if not tables or max(store.modified(k) for k in tables) < when:
-            years.append(int(year))
-    return years
+    items = ready_catalog(settings or get_settings()).search(
+        collections=[COMPOSITES_COLLECTION], properties={"terracover:year": year}
+    )
+    return len(items)
+
+
+def training_tables(year: int, settings: Settings | None = None) -> list[str]:
+    """Store keys of the year's training tables (``datasets/{year}/*.parquet``)."""
+    return [k for k in open_store(settings or get_settings()).list(datasets_prefix(year)) if k.endswith(".parquet")]
+
+
+def years_with_new_labels(settings: Settings | None = None) -> dict[int, int]:
+    """Years whose labelled points (by content) no training table was built from: {year: points}."""
+    from terracover.labelsets import unbuilt
+
+    return {year: len(labels) for year, labels in unbuilt(open_store(settings or get_settings())).items()}
 
 
 def build_training_set(year: int, settings: Settings | None = None) -> dict[str, Any]:
@@ -159,11 +171,14 @@ def build_training_set(year: int, settings: Settings | None = None) -> dict[str,
     The gate runs before the write, so a rejected table never appears under ``datasets/``.
     """
     from terracover.dataset import assemble_training_table, store_training_table
+    from terracover.labelsets import current_sets
+    from terracover.labelsets import record as record_labels
     from terracover.quality import gate
     from terracover.registry import open_registry
 
     s = settings or get_settings()
     store = open_store(s)
+    labels = current_sets(store).get(year)  # read before sampling: a file landing meanwhile stays "new"
     table, new_points, report = assemble_training_table(
         year,
         store,
@@ -175,6 +190,8 @@ def build_training_set(year: int, settings: Settings | None = None) -> dict[str,
     quality = gate(table, s.min_samples_per_class)
     log.info("%s", quality.markdown())
     info = store_training_table(year, table, store, new_points)
+    if labels is not None:
+        record_labels(store, info.key, labels)
     return {
         "year": year,
         "dataset_uri": info.uri,

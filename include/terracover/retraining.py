@@ -1,6 +1,7 @@
-"""Whether a firing alert for a year can be acted on: retraining only helps when labels newer than the
-champion's training data exist. Every decision is written to the store so an alert that led nowhere stays
-visible after the Airflow run is gone (``monitoring/decisions/{year}/{timestamp}.json``)."""
+"""Whether a firing alert for a year can be acted on: retraining only helps when the year has labelled points
+its champion was not trained on (compared by content, see labelsets, never by file times). Every decision is
+written to the store so an alert that led nowhere stays visible after the Airflow run is gone
+(``monitoring/decisions/{year}/{timestamp}.json``)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from terracover.keys import decision_key
-from terracover.labels import labels_newer_than
+from terracover.labelsets import new_points
 from terracover.settings import Settings, get_settings
 from terracover.store import ObjectStore, open_store
 
@@ -22,9 +23,9 @@ class Decision:
     retrain: bool
     reason: str
     alert: str
-    new_label_files: list[str]
+    new_label_points: int
     champion_version: str | None
-    champion_data_time: str | None
+    champion_dataset_uri: str | None
     decided_at: str
 
 
@@ -38,8 +39,8 @@ def years_of(alerts: Iterable[Mapping[str, Any]]) -> list[int]:
     return sorted(years)
 
 
-def champion_data_time(year: int, settings: Settings) -> tuple[str | None, datetime | None]:
-    """(champion version, when its training table was written); (None, None) without a champion."""
+def champion_table(year: int, settings: Settings) -> tuple[str | None, str | None]:
+    """(champion version, store key of its training table); (None, None) without a champion."""
     from terracover.dataset import key_for_uri
     from terracover.registry import open_registry
 
@@ -48,45 +49,34 @@ def champion_data_time(year: int, settings: Settings) -> tuple[str | None, datet
     if ref is None:
         return None, None
     uri = reg.version_tags(ref).get("dataset_uri")
-    store = open_store(settings)
-    if uri:
-        try:
-            return ref.version, store.modified(key_for_uri(store, uri))
-        except (ValueError, FileNotFoundError, KeyError):
-            pass
-    # No readable table: fall back to the version's creation time (labels after it are certainly new).
-    return ref.version, reg.created_at(ref)
+    if not uri:
+        return ref.version, None
+    try:
+        return ref.version, key_for_uri(open_store(settings), uri)
+    except ValueError:
+        return ref.version, None
 
 
 def decide(year: int, alert: str, settings: Settings | None = None) -> Decision:
+    """Retrain ``year`` only when labelled points exist that its champion was not trained on (by content)."""
     s = settings or get_settings()
     store = open_store(s)
-    version, since = champion_data_time(year, s)
-    newer = [
-        k for k in labels_newer_than(store, since or datetime.min.replace(tzinfo=UTC)) if _has_year(store, k, year)
-    ]
-    if newer:
-        reason = f"{len(newer)} label file(s) newer than the champion's training data: retraining {year}"
+    version, table_key = champion_table(year, s)
+    new = new_points(store, year, table_key)
+    if new:
+        basis = f"champion v{version}'s training table" if version else "any model (the year has no champion)"
+        reason = f"{len(new)} labelled point(s) for {year} not in {basis}: retraining {year}"
     elif version is None:
         reason = f"{year} has no champion and no labels for it: nothing to train on"
     else:
         reason = (
-            f"{alert} fired for {year} but no label file is newer than champion v{version}'s training data"
-            f" ({since:%Y-%m-%d %H:%M} UTC): retraining would learn the same thing. Add validated labels under"
-            " labels/ (or new composites) to act on this alert."
+            f"{alert} fired for {year} but every labelled point of {year} is already in champion v{version}'s"
+            " training table: retraining would learn the same thing. Add validated labels under labels/ (or new"
+            " composites) to act on this alert."
         )
-    d = Decision(year, bool(newer), reason, alert, newer, version, since.isoformat() if since else None, _now())
+    d = Decision(year, bool(new), reason, alert, len(new), version, store.uri(table_key) if table_key else None, _now())
     record(d, store)
     return d
-
-
-def _has_year(store: ObjectStore, key: str, year: int) -> bool:
-    from terracover.labels import LabelError, read_label_file
-
-    try:
-        return bool((read_label_file(store, key)["year"] == year).any())
-    except LabelError:
-        return False  # a broken file is build_training_set's to report, not a reason to retrain
 
 
 def _now() -> str:

@@ -88,6 +88,7 @@ class Settings(BaseSettings):
     primary_metric: Literal["kappa", "overall_accuracy", "macro_f1"] = "kappa"
     min_margin: float = Field(default=0.0, ge=0.0, description="Challenger must beat champion by this much.")
     min_samples_per_class: int = Field(default=5, ge=1)
+    labels_poll_s: float = Field(default=60.0, gt=0, description="How often Airflow's labels watcher polls labels/.")
     random_seed: int = 42
 
     # --- serving -----------------------------------------------------------------------------------

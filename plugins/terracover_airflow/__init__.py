@@ -10,7 +10,9 @@ from collections.abc import Iterable, Mapping
 from datetime import timedelta
 from typing import Any
 
-from airflow.sdk import Asset
+from airflow.sdk import Asset, AssetWatcher
+
+from terracover_airflow.labels import NewLabelsTrigger
 
 OWNER = "terracover"
 
@@ -25,6 +27,21 @@ DEFAULT_ARGS: dict[str, Any] = {
 SCENES_ASSET = Asset(name="terracover_scenes", uri="terracover://scenes")
 COMPOSITES_ASSET = Asset(name="terracover_composites", uri="terracover://composites")
 TRAINING_SET_ASSET = Asset(name="terracover_training_set", uri="terracover://datasets")
+CHAMPION_ASSET = Asset(name="terracover_champion", uri="terracover://models/champion")
+
+
+def _labels_poll_s() -> float:
+    from terracover.settings import get_settings
+
+    return get_settings().labels_poll_s
+
+
+# Updated by the triggerer when label content lands that no training table was built from (no DAG emits it).
+LABELS_ASSET = Asset(
+    name="terracover_labels",
+    uri="terracover://labels",
+    watchers=[AssetWatcher(name="terracover_new_labels", trigger=NewLabelsTrigger(poll_interval=_labels_poll_s()))],
+)
 
 
 def setup_logging() -> None:
