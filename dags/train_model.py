@@ -17,7 +17,7 @@ from airflow.sdk import (
     task,
 )
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
-from terracover_airflow import DEFAULT_ARGS, TRAINING_SET_ASSET, events_by_year, setup_logging
+from terracover_airflow import CHAMPION_ASSET, DEFAULT_ARGS, TRAINING_SET_ASSET, events_by_year, setup_logging
 
 DOC = """
 ### train_model
@@ -228,8 +228,9 @@ def train_model() -> None:
         response_timeout=timedelta(days=14),
     )
 
-    @task
+    @task(outlets=[CHAMPION_ASSET])
     def promote(result: dict[str, Any]) -> str:
+        """Move the alias on the human's answer; a new champion updates `terracover_champion` (publish_map)."""
         setup_logging()
         from terracover import registry
         from terracover.settings import get_settings
@@ -237,12 +238,12 @@ def train_model() -> None:
         ctx = get_current_context()
         response = ctx["ti"].xcom_pull(task_ids="approval", key=RESPONSE_KEY)
         approval_record = registry.Approval.from_hitl_response(response)
-        return registry.approve(
-            registry.open_registry(get_settings()),
-            registry.ModelRef(**result["ref"]),
-            approval_record,
-            shadow=bool(ctx["params"]["shadow_first"]),
+        ref = registry.ModelRef(**result["ref"])
+        alias = registry.approve(
+            registry.open_registry(get_settings()), ref, approval_record, shadow=bool(ctx["params"]["shadow_first"])
         )
+        ctx["outlet_events"][CHAMPION_ASSET].extra = {"year": ref.year, "version": ref.version, "alias": alias}
+        return alias
 
     @task(trigger_rule=TriggerRule.ALL_SKIPPED)
     def record_rejection() -> None:

@@ -53,6 +53,18 @@ start() { # name, command...: a component in its own session, logged to $LOGS/na
   PIDS+=($!)
 }
 
+if [ -z "${TERRACOVER_MLFLOW_TRACKING_URI:-}" ]; then
+  MLFLOW_URL="http://127.0.0.1:${DEMO_MLFLOW_PORT:-28500}"
+  step "MLflow server on $MLFLOW_URL (SQLite and artifacts under $TERRACOVER_HOME/mlflow)"
+  mkdir -p "$TERRACOVER_HOME/mlflow"
+  start mlflow mlflow server --host 127.0.0.1 --port "${DEMO_MLFLOW_PORT:-28500}" --workers 1 \
+    --backend-store-uri "sqlite:///$TERRACOVER_HOME/mlflow/mlflow.db" \
+    --artifacts-destination "$TERRACOVER_HOME/mlflow/artifacts" --serve-artifacts
+  export TERRACOVER_MLFLOW_TRACKING_URI=$MLFLOW_URL
+  wait_http "$MLFLOW_URL/health" "mlflow server" 300
+  echo "   up: runs and the model registry at $MLFLOW_URL (the approval page links each run there)"
+fi
+
 step "Airflow on $AIRFLOW_URL (api-server, scheduler, dag-processor, triggerer; ${AIRFLOW__CORE__EXECUTOR})"
 airflow db migrate >"$LOGS/airflow-migrate.log" 2>&1 && echo "   metadata DB migrated"
 start api-server airflow api-server --host 127.0.0.1 --port "$API_PORT" --workers 1

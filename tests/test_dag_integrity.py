@@ -21,6 +21,7 @@ EXPECTED_DAGS = {
     "build_training_set",
     "train_model",
     "retrain_on_alert",
+    "publish_map",
 }
 
 

@@ -25,6 +25,7 @@ import yaml
 
 from tests.conftest import ARTIFACTS
 from tests.fixtures.airflow import ROOT
+from tests.fixtures.airflow_live import FINISHED as FINISHED_STATES
 from tests.fixtures.airflow_live import LiveAirflow, live_airflow
 from tests.fixtures.procs import free_port, terracover_env
 from tests.fixtures.prometheus import _alertmanager
@@ -33,13 +34,13 @@ pytestmark = [pytest.mark.airflow, pytest.mark.services, pytest.mark.live, pytes
 
 YEAR = 2023
 REGION = "[-0.006, 39.950, 0.006, 39.956]"
-CHAIN = ["ingest_scenes", "build_composites", "build_training_set", "train_model"]
+CHAIN = ["ingest_scenes", "build_composites", "build_training_set", "train_model", "publish_map"]
 ALL = {*CHAIN, "ingest_dem", "retrain_on_alert"}
 
 
 @pytest.fixture(scope="module")
-def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LiveAirflow, str]]:
-    """A live Airflow over a simulated archive, and an Alertmanager for the alert path."""
+def live(tmp_path_factory: pytest.TempPathFactory, mlflow_server: str) -> Iterator[tuple[LiveAirflow, str]]:
+    """A live Airflow over a simulated archive, a real MLflow server and an Alertmanager for the alert path."""
     work = tmp_path_factory.mktemp("live")
     am_config = work / "alertmanager.yml"
     am_config.write_text(yaml.safe_dump({"route": {"receiver": "none"}, "receivers": [{"name": "none"}]}))
@@ -51,6 +52,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LiveAirflow
             "TERRACOVER_SCENE_SOURCE": "simulator",
             "TERRACOVER_DEM_SOURCE": "simulator",
             "TERRACOVER_ALERTMANAGER_URL": am_url,
+            "TERRACOVER_MLFLOW_TRACKING_URI": mlflow_server,
             "TERRACOVER_ALERT_POLL_S": "2",
             "TERRACOVER_LABELS_POLL_S": "5",
             "TERRACOVER_SERVING_URL": f"http://127.0.0.1:{free_port()}",  # nothing listens: reload is best effort
@@ -117,7 +119,8 @@ def test_one_trigger_carries_the_chain_to_a_champion_approved_in_the_ui(live: tu
     pending = af.wait(lambda: af.pending_hitl("train_model"), 1500, "train_model asking for approval",
                       guard=lambda: _no_failed_runs(af))  # fmt: skip
     detail = pending[0]
-    assert "[MLflow run](" in detail["body"]
+    link = detail["body"].split("[MLflow run](", 1)[1].split(")", 1)[0]  # a page a browser opens
+    assert link.startswith(af.env["TERRACOVER_MLFLOW_TRACKING_URI"]) and "/#/experiments/" in link, link
     ARTIFACTS.mkdir(exist_ok=True)
     _approve_in_the_ui(af, detail["subject"], ARTIFACTS / "live-required-action.png")
 
@@ -131,6 +134,19 @@ def test_one_trigger_carries_the_chain_to_a_champion_approved_in_the_ui(live: tu
     champ = registry.champion(YEAR, s)
     assert champ is not None
     assert registry.version_tags(champ, s).get("approved_by") == af.user
+
+    # The promotion's asset event starts publish_map: every stack of the year classified by the new champion.
+    maps = af.wait(lambda: [r for r in af.runs("publish_map") if r["state"] in FINISHED_STATES], 900,
+                   "publish_map after the promotion", guard=lambda: _no_failed_runs(af))  # fmt: skip
+    assert maps[0]["state"] == "success" and maps[0]["run_type"] == "asset_triggered", maps
+    from terracover.catalog import COMPOSITES_COLLECTION, MAPS_COLLECTION
+    from terracover.pipeline import ready_catalog
+
+    catalog = ready_catalog(s)
+    stacks = catalog.search(collections=[COMPOSITES_COLLECTION], properties={"terracover:year": YEAR})
+    published = catalog.search(collections=[MAPS_COLLECTION], properties={"terracover:year": YEAR})
+    assert {i.id for i in published} == {i.id for i in stacks}
+    assert {i.properties["terracover:model_version"] for i in published} == {champ.version}
 
     # Runs with nothing to do ended skipped, never failed: the schedule's train_model run (no table for its
     # year) and the labels watcher's build_training_set run that came before any stack existed.

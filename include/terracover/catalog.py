@@ -26,12 +26,14 @@ DEM_COLLECTION = "terracover-dem"
 COMPOSITES_COLLECTION = "terracover-composites"
 MODELS_COLLECTION = "terracover-models"
 PREDICTIONS_COLLECTION = "terracover-predictions"
+MAPS_COLLECTION = "terracover-maps"
 ALL_COLLECTIONS: dict[str, str] = {
     SCENES_COLLECTION: "Sentinel-2 L2A bands ingested for the region, clipped, as COGs",
     DEM_COLLECTION: "Elevation, slope and aspect on each tile's 10 m grid",
     COMPOSITES_COLLECTION: "Per-subtile yearly feature stacks: seasonal medians, indices, terrain",
     MODELS_COLLECTION: "Land-cover models (STAC MLM extension), one registered model per year",
     PREDICTIONS_COLLECTION: "Classified maps answered by the prediction service, with provenance",
+    MAPS_COLLECTION: "Each year's wall-to-wall map by its champion: class, confidence, quality COG per subtile",
 }
 
 

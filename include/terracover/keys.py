@@ -44,6 +44,26 @@ def dataset_key(year: int, sha256: str) -> str:
     return f"{datasets_prefix(year)}{sha256}.parquet"
 
 
+def labelsets_prefix(year: int) -> str:
+    """Where the label sets of a year's training tables live: ``labelsets/{year}/``."""
+    return f"labelsets/{int(year)}/"
+
+
+def labelset_key(year: int, table_sha256: str) -> str:
+    """The label set a training table was built from: ``labelsets/{year}/{table_sha256}.json``."""
+    return f"{labelsets_prefix(year)}{table_sha256}.json"
+
+
+def map_key(year: int, version: str, subtile: Subtile) -> str:
+    """A subtile of a year's published map: ``maps/{year}/v{version}/{tile}/{subtile_id}.tif``."""
+    return f"maps/{int(year)}/v{version}/{subtile.tile.name}/{subtile.id}.tif"
+
+
+def map_mosaic_key(year: int, version: str, epsg: int) -> str:
+    """A year's map mosaic over one UTM zone (GDAL VRT): ``maps/{year}/v{version}/mosaic-{epsg}.vrt``."""
+    return f"maps/{int(year)}/v{version}/mosaic-{epsg}.vrt"
+
+
 def prediction_key(year: int, prediction_id: str) -> str:
     """A classified map: ``predictions/{year}/{prediction_id}.tif``."""
     return f"predictions/{year}/{prediction_id}.tif"

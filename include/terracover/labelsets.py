@@ -15,10 +15,9 @@ from dataclasses import asdict, dataclass
 
 import pandas as pd
 
+from terracover.keys import labelset_key, labelsets_prefix
 from terracover.labels import read_labels
 from terracover.store import ObjectStore
-
-PREFIX = "labelsets/"
 
 
 @dataclass(frozen=True)
@@ -65,14 +64,14 @@ def _table_sha(table_uri_or_key: str) -> str:
 
 def record(store: ObjectStore, table_uri_or_key: str, labels: LabelSet) -> str:
     """Remember that the table ``datasets/{year}/{sha}.parquet`` was built from ``labels``."""
-    key = f"{PREFIX}{labels.year}/{_table_sha(table_uri_or_key)}.json"
+    key = labelset_key(labels.year, _table_sha(table_uri_or_key))
     store.put_bytes(key, json.dumps({**asdict(labels), "points": list(labels.points)}).encode(), "application/json")
     return key
 
 
 def recorded(store: ObjectStore, year: int, table_uri_or_key: str) -> LabelSet | None:
     """The label set a table was built from; None for tables older than these records."""
-    key = f"{PREFIX}{year}/{_table_sha(table_uri_or_key)}.json"
+    key = labelset_key(year, _table_sha(table_uri_or_key))
     if not store.exists(key):
         return None
     doc = json.loads(store.get_bytes(key))
@@ -90,7 +89,7 @@ def _table_points(store: ObjectStore, year: int, table_key: str) -> tuple[str, .
 def built_digests(store: ObjectStore, year: int) -> set[str]:
     """Digests of the label sets some training table of ``year`` was built from."""
     digests = set()
-    for key in store.list(f"{PREFIX}{year}/"):
+    for key in store.list(labelsets_prefix(year)):
         digests.add(str(json.loads(store.get_bytes(key))["digest"]))
     return digests
 

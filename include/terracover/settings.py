@@ -30,6 +30,9 @@ class Settings(BaseSettings):
         default="", description="Catalog: a folder (embedded) or postgresql://... (pgSTAC through pypgstac)."
     )
     mlflow_tracking_uri: str = Field(default="", description="MLflow tracking server or sqlite:/// URI.")
+    mlflow_ui_url: str = Field(
+        default="", description="Where people open MLflow (default: the tracking URI when it is an http server)."
+    )
 
     # --- S3-compatible object storage --------------------------------------------------------------
     s3_endpoint_url: str | None = Field(default=None, description="Custom S3 endpoint (MinIO, Garage, moto).")

@@ -28,6 +28,7 @@ SCENES_ASSET = Asset(name="terracover_scenes", uri="terracover://scenes")
 COMPOSITES_ASSET = Asset(name="terracover_composites", uri="terracover://composites")
 TRAINING_SET_ASSET = Asset(name="terracover_training_set", uri="terracover://datasets")
 CHAMPION_ASSET = Asset(name="terracover_champion", uri="terracover://models/champion")
+MAP_ASSET = Asset(name="terracover_map", uri="terracover://maps")
 
 
 def _labels_poll_s() -> float:

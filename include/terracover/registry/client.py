@@ -69,6 +69,7 @@ class Registry:
 
         self.settings = settings
         self.tracking_uri = settings.mlflow_tracking_uri
+        self.ui_url = settings.mlflow_ui_url or settings.mlflow_tracking_uri  # where people open runs
         self.client: MlflowClient = mlflow.MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
 
     def use_fluent_api(self) -> None:
@@ -140,7 +141,7 @@ class Registry:
     def run_link(self, ref: ModelRef) -> str:
         """The MLflow UI page of the version's run."""
         run = self.client.get_run(ref.run_id)
-        return run_url(self.tracking_uri, run.info.experiment_id, ref.run_id)
+        return run_url(self.ui_url, run.info.experiment_id, ref.run_id)
 
     def artifact_text(self, run_id: str, path: str) -> str | None:
         """The text of an artifact a run logged; None when the run has nothing at ``path``."""

@@ -135,7 +135,6 @@ def approval_markdown(
     ]
     if champ is not None and champ.evaluation is not None:
         parts.append(f"#### Confusion matrix, champion v{champ.ref.version}\n\n{champ.evaluation.confusion_markdown()}")
-    parts.append(
-        f"[MLflow run]({link}) · model `{ref.uri}` · majority-class accuracy {evaluation.majority_accuracy:.4f}"
-    )
+    run = f"[MLflow run]({link})" if link.startswith(("http://", "https://")) else f"MLflow run `{link}`"
+    parts.append(f"{run} · model `{ref.uri}` · majority-class accuracy {evaluation.majority_accuracy:.4f}")
     return "\n\n".join(parts)

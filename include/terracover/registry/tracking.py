@@ -158,7 +158,7 @@ def log_and_register(
             run_id=ref.run_id,
             year=int(year),
             model_uri=ref.uri,
-            run_link=run_url(reg.tracking_uri, run.info.experiment_id, run.info.run_id),
+            run_link=run_url(reg.ui_url, run.info.experiment_id, run.info.run_id),
             bbox=_bbox(table),
             dataset_sha256=dataset_sha256,
         )

@@ -1,0 +1,165 @@
+"""The annual land-cover map as a product: every feature stack of a year classified by that year's champion,
+one COG per subtile (bands ``class``, ``confidence``, ``quality``) catalogued in ``terracover-maps``, plus a
+mosaic per UTM zone (GDAL VRT) that QGIS opens as one layer. A region's map exists without anyone calling
+the prediction service.
+
+``quality`` per pixel: with the stacks' ``qa_{season}`` bands, the worst season (k >= 1 observed with k clear
+observations, 0 interpolated in time, -1 declared fallback); without them 1 where every feature the model reads
+was observed; NaN where the pixel is unclassified.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from xml.sax.saxutils import escape
+
+import numpy as np
+import pystac
+from pyproj import Transformer
+from shapely.geometry import box, mapping
+from shapely.ops import transform as shp_transform
+
+from terracover import classes, grid
+from terracover.catalog import COMPOSITES_COLLECTION, MAPS_COLLECTION, Catalog
+from terracover.cog import write_cog
+from terracover.features import select_bands
+from terracover.keys import map_key, map_mosaic_key, stack_key
+from terracover.predict import classify
+from terracover.registry import LoadedModel
+from terracover.store import ObjectStore
+
+log = logging.getLogger(__name__)
+
+BANDS = ("class", "confidence", "quality")
+
+
+@dataclass(frozen=True)
+class MapTile:
+    item_id: str
+    key: str
+    epsg: int
+    classified_fraction: float
+
+
+def _quality(src_names: list[str], values: np.ndarray, model_ok: np.ndarray) -> np.ndarray:
+    qa = [i for i, n in enumerate(src_names) if n.startswith("qa_")]
+    if qa:
+        with np.errstate(invalid="ignore"):
+            worst = np.nanmin(values[qa], axis=0) if len(qa) > 1 else values[qa[0]]
+        return np.where(model_ok, worst, np.nan).astype(np.float32)
+    return np.where(model_ok, 1.0, np.nan).astype(np.float32)
+
+
+def map_subtile(year: int, st: grid.Subtile, model: LoadedModel, store: ObjectStore, catalog: Catalog) -> MapTile:
+    """Classify one subtile's whole stack with ``model`` and publish its COG and STAC item (idempotent)."""
+    key = map_key(year, model.version, st)
+    with store.open_raster(stack_key(year, st)) as src:
+        names = list(src.descriptions)
+        everything = np.asarray(src.read(out_dtype=np.float32))
+    features = everything[[i - 1 for i in select_bands(names, model.features)]]
+    X = np.ascontiguousarray(features.reshape(len(model.features), -1).T)
+    codes, confidence = classify(model, X)
+    codes2d, conf2d = codes.reshape(st.shape), confidence.reshape(st.shape)
+    classified = codes2d > 0
+    out = np.stack([np.where(classified, codes2d, np.nan), conf2d, _quality(names, everything, classified)])
+    with store.writer(key, suffix=".tif") as path:
+        write_cog(
+            path, out.astype(np.float32), st.transform, st.crs, nodata=float("nan"), descriptions=BANDS,
+            tags={"year": str(year), "model": f"{model.name} v{model.version}"},
+        )  # fmt: skip
+    fraction = float(classified.mean())
+    item = _item(year, st, model, store.uri(key), fraction)
+    catalog.upsert_items([item])
+    return MapTile(item.id, key, int(st.crs.to_epsg() or 0), fraction)
+
+
+def _item(year: int, st: grid.Subtile, model: LoadedModel, href: str, fraction: float) -> pystac.Item:
+    to_wgs84 = Transformer.from_crs(st.crs, 4326, always_xy=True).transform
+    footprint = shp_transform(to_wgs84, box(*st.bounds).segmentize(500))
+    item = pystac.Item(
+        id=f"{year}-{st.tile.name}-{st.id}",
+        geometry=mapping(footprint),
+        bbox=list(footprint.bounds),
+        datetime=None,
+        properties={
+            "start_datetime": f"{year}-01-01T00:00:00Z",
+            "end_datetime": f"{year}-12-31T23:59:59Z",
+            "terracover:year": year,
+            "terracover:tile": st.tile.name,
+            "terracover:subtile": st.id,
+            "terracover:model": model.name,
+            "terracover:model_version": model.version,
+            "terracover:classified_fraction": round(fraction, 4),
+            "terracover:classes": {str(c.code): c.name for c in classes.CLASSES},
+            "proj:epsg": st.crs.to_epsg(),
+            "proj:shape": list(st.shape),
+            "proj:transform": list(st.transform)[:6],
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        },
+        collection=MAPS_COLLECTION,
+    )
+    item.add_asset(
+        "map", pystac.Asset(href=href, media_type=pystac.MediaType.COG, roles=["data"], title="/".join(BANDS))
+    )
+    return item
+
+
+def stacks_of_year(year: int, catalog: Catalog, subtile_size: int) -> list[grid.Subtile]:
+    """Every subtile of ``year`` with a feature stack in the catalog."""
+    items = catalog.search(collections=[COMPOSITES_COLLECTION], properties={"terracover:year": year})
+    return [
+        grid.subtile(str(i.properties["terracover:tile"]), str(i.properties["terracover:subtile"]), subtile_size)
+        for i in items
+    ]
+
+
+def mosaic_vrt(tiles: list[tuple[grid.Subtile, str]]) -> str:
+    """A GDAL VRT of subtile COGs sharing one CRS and pixel size (their own lattice, so no resampling)."""
+    first = tiles[0][0]
+    res = first.transform.a
+    left = min(st.bounds[0] for st, _ in tiles)
+    top = max(st.bounds[3] for st, _ in tiles)
+    right = max(st.bounds[2] for st, _ in tiles)
+    bottom = min(st.bounds[1] for st, _ in tiles)
+    width, height = round((right - left) / res), round((top - bottom) / res)
+    bands = []
+    for b, name in enumerate(BANDS, start=1):
+        sources = []
+        for st, href in tiles:
+            x, y = round((st.bounds[0] - left) / res), round((top - st.bounds[3]) / res)
+            h, w = st.shape
+            sources.append(
+                f'<SimpleSource><SourceFilename relativeToVRT="0">{escape(href)}</SourceFilename>'
+                f"<SourceBand>{b}</SourceBand>"
+                f'<SrcRect xOff="0" yOff="0" xSize="{w}" ySize="{h}"/>'
+                f'<DstRect xOff="{x}" yOff="{y}" xSize="{w}" ySize="{h}"/></SimpleSource>'
+            )
+        bands.append(
+            f'<VRTRasterBand dataType="Float32" band="{b}"><Description>{name}</Description>'
+            f"<NoDataValue>nan</NoDataValue>{''.join(sources)}</VRTRasterBand>"
+        )
+    return (
+        f'<VRTDataset rasterXSize="{width}" rasterYSize="{height}">'
+        f"<SRS>{escape(first.crs.to_wkt())}</SRS>"
+        f"<GeoTransform>{left}, {res}, 0, {top}, 0, {-res}</GeoTransform>{''.join(bands)}</VRTDataset>"
+    )
+
+
+def publish_mosaics(year: int, version: str, tiles: list[MapTile], store: ObjectStore, subtile_size: int) -> list[str]:
+    """One VRT per UTM zone over the year's map COGs (GDAL paths, so QGIS reads them where they are)."""
+    by_zone: dict[int, list[tuple[grid.Subtile, str]]] = {}
+    for t in tiles:
+        _, tile, sub = t.item_id.split("-", 2)
+        by_zone.setdefault(t.epsg, []).append((grid.subtile(tile, sub, subtile_size), store.gdal_path(t.key)))
+    keys = []
+    for epsg, members in sorted(by_zone.items()):
+        key = map_mosaic_key(year, version, epsg)
+        store.put_bytes(key, mosaic_vrt(members).encode(), content_type="application/xml")
+        keys.append(key)
+    return keys
+
+
+def summary(tiles: list[MapTile], mosaics: list[str]) -> dict[str, object]:
+    return {"subtiles": len(tiles), "mosaics": mosaics, "tiles": [asdict(t) for t in tiles]}
