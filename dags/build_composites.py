@@ -8,6 +8,7 @@ from typing import Any
 
 from airflow.sdk import Param, dag, get_current_context, task
 from terracover_airflow import COMPOSITES_ASSET, DEFAULT_ARGS, SCENES_ASSET, events_by_year, setup_logging
+from terracover_airflow.links import StacItemsLink
 
 DOC = """
 ### build_composites
@@ -79,7 +80,8 @@ def build_composites() -> None:
         get_current_context()["outlet_events"][COMPOSITES_ASSET].extra = summary
         return summary
 
-    publish(build.expand_kwargs(plan()))  # type: ignore[arg-type]  # XComArg resolves to the list at run time
+    published: Any = publish(build.expand_kwargs(plan()))  # type: ignore[arg-type]  # a list at run time
+    published.operator.operator_extra_links = [StacItemsLink()]  # the "STAC items" button of the task
 
 
 build_composites()

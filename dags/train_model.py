@@ -18,6 +18,7 @@ from airflow.sdk import (
 )
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 from terracover_airflow import CHAMPION_ASSET, DEFAULT_ARGS, TRAINING_SET_ASSET, events_by_year, setup_logging
+from terracover_airflow.links import MlflowRunLink
 
 DOC = """
 ### train_model
@@ -166,6 +167,7 @@ def train_model() -> None:
         )
         return {
             "ref": asdict(ref),
+            "run_link": registry.run_link(ref, s),  # the task's "MLflow run" button (MlflowRunLink)
             "dataset_uri": table.uri,
             "metrics": evaluation.metrics(),
             "throughput": trained.throughput_pixels_per_s,
@@ -291,6 +293,7 @@ def train_model() -> None:
     )
     job: Any = this_year(jobs)
     result: Any = train_and_register(job)
+    result.operator.operator_extra_links = [MlflowRunLink()]
     comparison: Any = compare_with_champion(result)
     promoted: Any = promote(result)
     needs_approval(comparison) >> approval >> promoted

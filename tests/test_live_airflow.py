@@ -15,6 +15,7 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,7 @@ from tests.fixtures.prometheus import _alertmanager
 pytestmark = [pytest.mark.airflow, pytest.mark.services, pytest.mark.live, pytest.mark.timeout(1800)]
 
 YEAR = 2023
-REGION = "[-0.006, 39.950, 0.006, 39.956]"
+REGION = "[-0.012, 39.950, 0.012, 39.962]"  # the data plane tests' region: enough labels per class for the gate
 CHAIN = ["ingest_scenes", "build_composites", "build_training_set", "train_model", "publish_map"]
 ALL = {*CHAIN, "ingest_dem", "retrain_on_alert"}
 
@@ -83,8 +84,9 @@ def _failure_logs(af: LiveAirflow, failed: list[str]) -> str:
     return "\n".join(out)
 
 
-def _approve_in_the_ui(af: LiveAirflow, subject: str, shot: Path) -> None:
-    """As a person: log in, open Required Actions, open the request, click Approve."""
+@contextmanager
+def _logged_in(af: LiveAirflow) -> Iterator[Any]:
+    """A headless Chromium page logged in to the Airflow UI as its admin, the way a person logs in."""
     playwright = pytest.importorskip("playwright.sync_api")
     chromium = Path("/usr/bin/chromium")
     if not chromium.exists():
@@ -98,14 +100,20 @@ def _approve_in_the_ui(af: LiveAirflow, subject: str, shot: Path) -> None:
             page.fill("input[name=password]", af.password)
             page.keyboard.press("Enter")
             page.wait_for_url(f"{af.url}/", timeout=120_000)
-            page.goto(f"{af.url}/required_actions")
-            page.get_by_text(subject).first.click(timeout=120_000)
-            approve = page.get_by_role("button", name="Approve")
-            approve.wait_for(timeout=120_000)
-            page.screenshot(path=str(shot), full_page=True)
-            approve.click()
+            yield page
         finally:
             browser.close()
+
+
+def _approve_in_the_ui(af: LiveAirflow, subject: str, shot: Path) -> None:
+    """As a person: log in, open Required Actions, open the request, click Approve."""
+    with _logged_in(af) as page:
+        page.goto(f"{af.url}/required_actions")
+        page.get_by_text(subject).first.click(timeout=120_000)
+        approve = page.get_by_role("button", name="Approve")
+        approve.wait_for(timeout=120_000)
+        page.screenshot(path=str(shot), full_page=True)
+        approve.click()
 
 
 def test_one_trigger_carries_the_chain_to_a_champion_approved_in_the_ui(live: tuple[LiveAirflow, str]) -> None:
@@ -190,3 +198,24 @@ def test_the_alert_wakes_the_sensor_deferred_in_the_triggerer(live: tuple[LiveAi
     last: dict[str, Any] = decisions[-1]
     assert last["retrain"] is False and "already in champion" in last["reason"], last
     _no_failed_runs(af)
+
+
+def test_the_terracover_view_in_the_airflow_ui(live: tuple[LiveAirflow, str]) -> None:
+    """The plugin's page, opened from the UI's navigation as a person would: the year's champion with its
+    approval record, the published map and a link to the MLflow run."""
+    from terracover import registry
+
+    af, _ = live
+    assert httpx.get(f"{af.url}/terracover/", timeout=60).status_code == 401  # not without a login
+    champ = registry.champion(YEAR)
+    assert champ is not None
+    with _logged_in(af) as page:
+        page.goto(f"{af.url}/plugin/terracover")
+        frame = page.frame_locator("iframe").first
+        frame.get_by_text(f"{YEAR}", exact=True).wait_for(timeout=120_000)
+        row = frame.locator("tr", has_text="champion")
+        assert champ.version in row.inner_text() and af.user in row.inner_text()
+        assert frame.get_by_role("link", name="run").first.get_attribute("href", timeout=60_000).startswith("http")
+        assert "map: v" in frame.locator("body").inner_text()
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "terracover-view.png"), full_page=True)

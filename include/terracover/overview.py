@@ -1,0 +1,86 @@
+"""What a control room needs to see per year, gathered from the registry and the catalog: the champion,
+challenger and shadow versions with their metrics and approval records, feature-stack coverage and quality,
+and the published map. Read-only; rendered by the Airflow UI plugin (``plugins/terracover_airflow/view.py``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from terracover import registry
+from terracover.catalog import COMPOSITES_COLLECTION, MAPS_COLLECTION, Catalog
+from terracover.settings import Settings
+
+METRICS = ("overall_accuracy", "kappa", "macro_f1")
+
+
+@dataclass(frozen=True)
+class VersionView:
+    alias: str
+    version: str
+    metrics: dict[str, float]
+    approved_by: str
+    approved_at: str
+    dataset_uri: str
+    run_link: str
+
+
+@dataclass(frozen=True)
+class YearView:
+    year: int
+    versions: list[VersionView] = field(default_factory=list)
+    stacks: int = 0
+    mean_valid_fraction: float | None = None
+    map_subtiles: int = 0
+    map_version: str | None = None
+
+
+def _versions(year: int, s: Settings) -> list[VersionView]:
+    out = []
+    for alias in (registry.CHAMPION, registry.CHALLENGER, registry.SHADOW):
+        ref = registry.by_alias(year, alias, s)
+        if ref is None:
+            continue
+        tags = registry.version_tags(ref, s)
+        metrics = registry.run_metrics(ref, s)
+        out.append(
+            VersionView(
+                alias,
+                ref.version,
+                {k: metrics[k] for k in METRICS if k in metrics},
+                tags.get("approved_by", ""),
+                tags.get("approved_at", ""),
+                tags.get("dataset_uri", ""),
+                registry.run_link(ref, s),
+            )
+        )
+    return out
+
+
+def _mean_valid(items: list[dict[str, float]]) -> float | None:
+    values = [float(v) for d in items for v in d.values() if isinstance(v, int | float)]
+    return sum(values) / len(values) if values else None
+
+
+def year_view(year: int, catalog: Catalog, s: Settings) -> YearView:
+    stacks = catalog.search(collections=[COMPOSITES_COLLECTION], properties={"terracover:year": year})
+    maps = catalog.search(collections=[MAPS_COLLECTION], properties={"terracover:year": year})
+    versions = sorted({str(i.properties.get("terracover:model_version")) for i in maps})
+    return YearView(
+        year,
+        _versions(year, s),
+        len(stacks),
+        _mean_valid([dict(i.properties.get("terracover:valid_fraction") or {}) for i in stacks]),
+        len(maps),
+        versions[-1] if versions else None,
+    )
+
+
+def years(catalog: Catalog, s: Settings) -> list[int]:
+    """Years with stacks or a registered model."""
+    found = {int(i.properties["terracover:year"]) for i in catalog.search(collections=[COMPOSITES_COLLECTION])}
+    for m in registry.client(s).search_registered_models(filter_string="name LIKE 'landcover-%'"):
+        suffix = m.name.rsplit("-", 1)[-1]
+        if suffix.isdigit():
+            found.add(int(suffix))
+    return sorted(found, reverse=True)
