@@ -40,7 +40,7 @@ def publish_map() -> None:
         """(year, version, tile, subtile) of every stack to classify."""
         from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
         from terracover import registry
-        from terracover.pipeline import plan_map
+        from terracover.maps import plan_map
 
         ctx = get_current_context()
         year = ctx["params"].get("year")
@@ -62,14 +62,14 @@ def publish_map() -> None:
     @task(max_active_tis_per_dag=2)
     def classify(year: int, version: str, tile: str, subtile: str) -> dict[str, Any]:
         setup_logging()
-        from terracover.pipeline import map_one_subtile
+        from terracover.maps import map_one_subtile
 
         return dict(map_one_subtile(year, version, tile, subtile), year=year, version=version)
 
     @task(outlets=[MAP_ASSET])
     def publish(tiles: list[dict[str, Any]]) -> list[dict[str, Any]]:
         setup_logging()
-        from terracover.pipeline import publish_map_mosaics
+        from terracover.maps import publish_map_mosaics
 
         by_year: dict[tuple[int, str], list[dict[str, Any]]] = {}
         for tile in tiles:

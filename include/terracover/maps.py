@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from typing import Any
 from xml.sax.saxutils import escape
 
 import numpy as np
@@ -21,14 +22,16 @@ from pyproj import Transformer
 from shapely.geometry import box, mapping
 from shapely.ops import transform as shp_transform
 
-from terracover import classes, grid
+from terracover import classes, grid, registry
 from terracover.catalog import COMPOSITES_COLLECTION, MAPS_COLLECTION, Catalog
 from terracover.cog import write_cog
 from terracover.features import select_bands
 from terracover.keys import map_key, map_mosaic_key, stack_key
+from terracover.pipeline import ready_catalog
 from terracover.predict import classify
 from terracover.registry import LoadedModel
-from terracover.store import ObjectStore
+from terracover.settings import Settings, get_settings
+from terracover.store import ObjectStore, open_store
 
 log = logging.getLogger(__name__)
 
@@ -163,3 +166,33 @@ def publish_mosaics(year: int, version: str, tiles: list[MapTile], store: Object
 
 def summary(tiles: list[MapTile], mosaics: list[str]) -> dict[str, object]:
     return {"subtiles": len(tiles), "mosaics": mosaics, "tiles": [asdict(t) for t in tiles]}
+
+
+# --- the steps publish_map's tasks call (JSON in, JSON out; store, catalog and registry from settings) ---
+
+
+def plan_map(year: int, settings: Settings | None = None) -> list[dict[str, Any]]:
+    """One entry per feature stack of ``year``: the fan-out of publish_map (empty: no stacks)."""
+    s = settings or get_settings()
+    return [{"tile": st.tile.name, "subtile": st.id} for st in stacks_of_year(year, ready_catalog(s), s.subtile_size)]
+
+
+def map_one_subtile(
+    year: int, version: str, tile: str, subtile: str, settings: Settings | None = None
+) -> dict[str, Any]:
+    """Classify one stack with version ``version`` of the year's model and publish its map COG and item."""
+    s = settings or get_settings()
+    model = registry.load_version(registry.ModelRef(registry.model_name(year), version, "", year), s)
+    st = grid.subtile(tile, subtile, s.subtile_size)
+    return asdict(map_subtile(year, st, model, open_store(s), ready_catalog(s)))
+
+
+def publish_map_mosaics(
+    year: int, version: str, tiles: list[dict[str, Any]], settings: Settings | None = None
+) -> dict[str, Any]:
+    """The year's mosaics (one VRT per UTM zone) over the published subtile maps."""
+    s = settings or get_settings()
+    store = open_store(s)
+    done = [MapTile(**t) for t in tiles]
+    mosaics = publish_mosaics(year, version, done, store, s.subtile_size)
+    return {"year": year, "version": version, **summary(done, [store.uri(k) for k in mosaics])}

@@ -203,37 +203,3 @@ def build_training_set(year: int, settings: Settings | None = None) -> dict[str,
         "missing_coverage": len(report.missing_coverage),
         "no_data": len(report.no_data),
     }
-
-
-def plan_map(year: int, settings: Settings | None = None) -> list[dict[str, Any]]:
-    """One entry per feature stack of ``year``: the fan-out of publish_map (empty: no stacks)."""
-    from terracover.maps import stacks_of_year
-
-    s = settings or get_settings()
-    return [{"tile": st.tile.name, "subtile": st.id} for st in stacks_of_year(year, ready_catalog(s), s.subtile_size)]
-
-
-def map_one_subtile(
-    year: int, version: str, tile: str, subtile: str, settings: Settings | None = None
-) -> dict[str, Any]:
-    """Classify one stack with version ``version`` of the year's model and publish its map COG and item."""
-    from terracover import registry
-    from terracover.maps import map_subtile
-
-    s = settings or get_settings()
-    model = registry.load_version(registry.ModelRef(registry.model_name(year), version, "", year), s)
-    st = grid.subtile(tile, subtile, s.subtile_size)
-    return asdict(map_subtile(year, st, model, open_store(s), ready_catalog(s)))
-
-
-def publish_map_mosaics(
-    year: int, version: str, tiles: list[dict[str, Any]], settings: Settings | None = None
-) -> dict[str, Any]:
-    """The year's mosaics (one VRT per UTM zone) over the published subtile maps."""
-    from terracover.maps import MapTile, publish_mosaics, summary
-
-    s = settings or get_settings()
-    store = open_store(s)
-    done = [MapTile(**t) for t in tiles]
-    mosaics = publish_mosaics(year, version, done, store, s.subtile_size)
-    return {"year": year, "version": version, **summary(done, [store.uri(k) for k in mosaics])}
