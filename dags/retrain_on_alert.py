@@ -38,7 +38,9 @@ or the sensor path, see include/monitoring/README.md).
     schedule=timedelta(minutes=30),
     start_date=datetime(2024, 1, 1),
     catchup=False,
-    max_active_runs=1,
+    # The scheduled run's sensor (deferred, no worker slot) must not hold back a webhook run with the alerts in
+    # its conf; two sensor runs never overlap (the sensor times out before the next schedule).
+    max_active_runs=2,
     render_template_as_native_obj=True,  # params.labels reaches the sensor as a dict
     default_args=DEFAULT_ARGS,
     tags=["terracover", "monitoring"],
