@@ -43,6 +43,7 @@ step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill -- "-$p" 2>/dev/null || kill "$p" 2>/dev/null || true; done; }
 trap cleanup EXIT
+trap 'exit 130' INT TERM # so that Ctrl-C or kill still stops every component through the EXIT trap
 wait_http() { # url, what, seconds
   for _ in $(seq 1 "$3"); do curl -sf -o /dev/null "$1" && return 0; sleep 1; done
   echo "demo: $2 did not come up at $1 (logs: $LOGS)"; exit 1
@@ -84,7 +85,7 @@ echo "   up; train_model's notify_serving reloads it when a champion is promoted
 
 for year in $YEARS; do
   step "Simulate the public archive for $year (Sentinel-2 L2A scenes, DEM, labels)"
-  python -m terracover.simulate --years "$year"
+  python -m terracover.simulate --years "$year" ${DEMO_DATES_PER_SEASON:+--dates-per-season "$DEMO_DATES_PER_SEASON"}
   step "One trigger: ingest_scenes $year -> build_composites -> build_training_set -> train_model (assets)"
   python scripts/demo_chain.py "$AIRFLOW_URL" chain "$year"
 done
