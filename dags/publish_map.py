@@ -41,11 +41,12 @@ def publish_map() -> None:
         from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
         from terracover import registry
         from terracover.maps import plan_map
+        from terracover.settings import get_settings
 
         ctx = get_current_context()
         year = ctx["params"].get("year")
         if year is not None:
-            champ = registry.champion(int(year))
+            champ = registry.open_registry(get_settings()).champion(int(year))
             if champ is None:
                 raise AirflowFailException(f'{year} has no champion: run train_model with conf {{"year": {year}}}')
             jobs = {int(year): champ.version}

@@ -167,7 +167,7 @@ def train_model() -> None:
         )
         return {
             "ref": asdict(ref),
-            "run_link": registry.run_link(ref, s),  # the task's "MLflow run" button (MlflowRunLink)
+            "run_link": reg.run_link(ref),  # the task's "MLflow run" button (MlflowRunLink)
             "dataset_uri": table.uri,
             "metrics": evaluation.metrics(),
             "throughput": trained.throughput_pixels_per_s,

@@ -139,9 +139,9 @@ def test_one_trigger_carries_the_chain_to_a_champion_approved_in_the_ui(live: tu
     assert states["promote"] == "success" and states["record_rejection"] == "skipped", states
 
     s = get_settings()
-    champ = registry.champion(YEAR, s)
+    champ = registry.open_registry(s).champion(YEAR)
     assert champ is not None
-    assert registry.version_tags(champ, s).get("approved_by") == af.user
+    assert registry.open_registry(s).version_tags(champ).get("approved_by") == af.user
 
     # The promotion's asset event starts publish_map: every stack of the year classified by the new champion.
     maps = af.wait(lambda: [r for r in af.runs("publish_map") if r["state"] in FINISHED_STATES], 900,
@@ -204,10 +204,11 @@ def test_the_terracover_view_in_the_airflow_ui(live: tuple[LiveAirflow, str]) ->
     """The plugin's page, opened from the UI's navigation as a person would: the year's champion with its
     approval record, the published map and a link to the MLflow run."""
     from terracover import registry
+    from terracover.settings import get_settings
 
     af, _ = live
     assert httpx.get(f"{af.url}/terracover/", timeout=60).status_code == 401  # not without a login
-    champ = registry.champion(YEAR)
+    champ = registry.open_registry(get_settings()).champion(YEAR)
     assert champ is not None
     with _logged_in(af) as page:
         page.goto(f"{af.url}/plugin/terracover")

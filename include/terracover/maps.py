@@ -182,7 +182,8 @@ def map_one_subtile(
 ) -> dict[str, Any]:
     """Classify one stack with version ``version`` of the year's model and publish its map COG and item."""
     s = settings or get_settings()
-    model = registry.load_version(registry.ModelRef(registry.model_name(year), version, "", year), s)
+    reg = registry.open_registry(s)
+    model = reg.load_version(reg.ref(registry.model_name(year), version))
     st = grid.subtile(tile, subtile, s.subtile_size)
     return asdict(map_subtile(year, st, model, open_store(s), ready_catalog(s)))
 

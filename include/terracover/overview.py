@@ -35,14 +35,14 @@ class YearView:
     map_version: str | None = None
 
 
-def _versions(year: int, s: Settings) -> list[VersionView]:
+def _versions(year: int, reg: registry.Registry) -> list[VersionView]:
     out = []
     for alias in (registry.CHAMPION, registry.CHALLENGER, registry.SHADOW):
-        ref = registry.by_alias(year, alias, s)
+        ref = reg.by_alias(year, alias)
         if ref is None:
             continue
-        tags = registry.version_tags(ref, s)
-        metrics = registry.run_metrics(ref, s)
+        tags = reg.version_tags(ref)
+        metrics = reg.run_metrics(ref)
         out.append(
             VersionView(
                 alias,
@@ -51,7 +51,7 @@ def _versions(year: int, s: Settings) -> list[VersionView]:
                 tags.get("approved_by", ""),
                 tags.get("approved_at", ""),
                 tags.get("dataset_uri", ""),
-                registry.run_link(ref, s),
+                reg.run_link(ref),
             )
         )
     return out
@@ -68,7 +68,7 @@ def year_view(year: int, catalog: Catalog, s: Settings) -> YearView:
     versions = sorted({str(i.properties.get("terracover:model_version")) for i in maps})
     return YearView(
         year,
-        _versions(year, s),
+        _versions(year, registry.open_registry(s)),
         len(stacks),
         _mean_valid([dict(i.properties.get("terracover:valid_fraction") or {}) for i in stacks]),
         len(maps),
@@ -79,7 +79,7 @@ def year_view(year: int, catalog: Catalog, s: Settings) -> YearView:
 def years(catalog: Catalog, s: Settings) -> list[int]:
     """Years with stacks or a registered model."""
     found = {int(i.properties["terracover:year"]) for i in catalog.search(collections=[COMPOSITES_COLLECTION])}
-    for m in registry.client(s).search_registered_models(filter_string="name LIKE 'landcover-%'"):
+    for m in registry.open_registry(s).client.search_registered_models(filter_string="name LIKE 'landcover-%'"):
         suffix = m.name.rsplit("-", 1)[-1]
         if suffix.isdigit():
             found.add(int(suffix))
