@@ -50,6 +50,7 @@ def ingest_scenes() -> None:
         ctx = get_current_context()
         year = resolve_year(ctx["params"], ctx.get("logical_date"))
         return plan_ingest([year], conf.getint("core", "max_map_length"))
+
     @task
     def tiles_without_terrain() -> list[str]:
         from terracover.pipeline import tiles_without_terrain as missing
