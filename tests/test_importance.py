@@ -40,3 +40,4 @@ def test_the_feature_the_model_relies_on_comes_first(config: str, table: pd.Data
 def test_markdown_without_a_dominant_feature() -> None:
     imp = FeatureImportance(["a", "b", "c"], [0.1, 0.09, 0.08], [0.01] * 3, 0.9, "accuracy", 100, 5)
     assert "Warning" not in imp.markdown() and imp.as_dict()["features"][0]["feature"] == "a"
+    assert FeatureImportance.from_dict(imp.as_dict()).ranked() == imp.ranked()
