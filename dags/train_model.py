@@ -213,6 +213,7 @@ def train_model() -> None:
                 data_added=added,
                 link=link,
                 throughput=result["throughput"],
+                importance=reg.importance(ref),
             ),
         }
 

@@ -328,3 +328,26 @@ def test_embedded_sqlite_store_keeps_artifacts_under_home(
     assert not (cwd / "mlruns").exists()
     assert any((settings.home / "mlartifacts").rglob("MLmodel"))
     assert registry.open_registry(settings).load_version(ref).features
+
+
+def test_permutation_importance_is_logged_and_summarised_for_approval(
+    mlflow_env: Settings, lineage_ref: registry.ModelRef, table: pd.DataFrame
+) -> None:
+    reg = registry.open_registry(mlflow_env)
+    metrics = reg.run_metrics(lineage_ref)
+    assert {f"importance_{f}" for f in FEATURES} <= set(metrics)
+    imp = reg.importance(lineage_ref)
+    assert imp is not None and sorted(imp.features) == sorted(FEATURES) and imp.ranked()[0][1] > 0
+    loaded = reg.load_version(lineage_ref)
+    ev = evaluate_model(loaded.estimator, table, loaded.features)
+    md = registry.approval_markdown(
+        lineage_ref,
+        ev,
+        registry.compare(ev.metrics(), None, "kappa", 0.0),
+        champ=None,
+        data_added="-",
+        link="http://mlflow/run",
+        throughput=1.0,
+        importance=imp,
+    )
+    assert "What the model relies on" in md and f"| {imp.ranked()[0][0]} |" in md

@@ -17,6 +17,8 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
     from mlflow.entities.model_registry import ModelVersion
 
+    from terracover.importance import FeatureImportance
+
 CHAMPION = "champion"
 CHALLENGER = "challenger"
 SHADOW = "shadow"
@@ -159,6 +161,15 @@ class Registry:
             except (MlflowException, OSError):
                 return None
             return Path(local).read_text()
+
+    def importance(self, ref: ModelRef) -> FeatureImportance | None:
+        """The permutation importance the version's run logged (None for runs logged without a table)."""
+        import json
+
+        from terracover.importance import ARTIFACT, FeatureImportance
+
+        text = self.artifact_text(ref.run_id, ARTIFACT)
+        return FeatureImportance.from_dict(json.loads(text)) if text else None
 
     # --- loading -----------------------------------------------------------------------------------------
 

@@ -13,6 +13,8 @@ from terracover.registry.client import ModelRef, Registry
 if TYPE_CHECKING:
     import pandas as pd
 
+    from terracover.importance import FeatureImportance
+
 log = logging.getLogger(__name__)
 
 
@@ -102,8 +104,13 @@ def approval_markdown(
     data_added: str,
     link: str,
     throughput: float,
+    importance: FeatureImportance | None = None,
 ) -> str:
-    """The body of the approval request: what a reviewer needs to decide without leaving the Airflow UI."""
+    """The body of the approval request: what a reviewer needs to decide without leaving the Airflow UI.
+
+    ``importance`` (the run's permutation importance) adds what the model relies on: a model leaning on one
+    terrain band or an artefact band shows at the top of that table.
+    """
     head = f"champion v{champ.ref.version}" if champ else "champion"
     rows = [
         "overall_accuracy",
@@ -133,6 +140,8 @@ def approval_markdown(
         "#### Confusion matrix, challenger (rows true, columns predicted)",
         evaluation.confusion_markdown(),
     ]
+    if importance is not None:
+        parts += ["#### What the model relies on (permutation importance, held-out split)", importance.markdown()]
     if champ is not None and champ.evaluation is not None:
         parts.append(f"#### Confusion matrix, champion v{champ.ref.version}\n\n{champ.evaluation.confusion_markdown()}")
     run = f"[MLflow run]({link})" if link.startswith(("http://", "https://")) else f"MLflow run `{link}`"

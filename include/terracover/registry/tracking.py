@@ -120,6 +120,7 @@ def log_and_register(
         sample = accuracy.for_model(trained.estimator, evaluation, table, trained.features, table_uri, dataset_sha256)
         (out / "accuracy_sample.json").write_text(sample.to_json())
         mlflow.log_artifact(str(out / "accuracy_sample.json"), "evaluation")
+        _log_importance(trained, table)
         record = {
             "uri": table_uri,
             "sha256": dataset_sha256,
@@ -174,6 +175,24 @@ def log_and_register(
         {k: round(evaluation.metrics()[k], 4) for k in ("overall_accuracy", "kappa", "macro_f1")},
     )
     return ref
+
+
+def _log_importance(trained: TrainedModel, table: pd.DataFrame | None) -> None:
+    """Permutation importance on the held-out split (terracover.importance): one metric per feature and the
+    ranked table as an artifact, so the approval text can show what the model relies on."""
+    import mlflow
+
+    from terracover.importance import ARTIFACT, permutation_importance
+
+    if table is None:
+        return
+    try:
+        imp = permutation_importance(trained.estimator, table, trained.features, seed=trained.seed)
+    except ValueError as exc:  # no held-out row the model can classify: nothing to measure on
+        log.warning("no permutation importance for %s: %s", trained.config.name, exc)
+        return
+    mlflow.log_metrics(imp.metrics())
+    mlflow.log_dict(imp.as_dict(), ARTIFACT)
 
 
 def _log_evaluation(evaluation: Evaluation, out: Path, title: str) -> None:
