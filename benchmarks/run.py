@@ -18,7 +18,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchmarks import bench_catalog, bench_classify, bench_composite, bench_realdata, bench_scale, bench_serving
+from benchmarks import (
+    bench_catalog,
+    bench_classify,
+    bench_composite,
+    bench_realdata,
+    bench_reliability,
+    bench_scale,
+    bench_serving,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -122,6 +130,7 @@ def sections(quick: bool) -> list[tuple[str, Any, Any]]:
         ("planning", bench_scale.planning, bench_scale.format_planning),
         ("subtile_year", lambda: bench_scale.subtile_year(1 if quick else 2), bench_scale.format_subtile_year),
         ("catalog", lambda: bench_catalog.run(queries=10 if quick else 40), bench_catalog.format_table),
+        ("reliability", lambda: bench_reliability.run(fast=quick), bench_reliability.format_table),
     ]  # fmt: skip
 
 
