@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 import time
@@ -59,7 +60,7 @@ def run(fast: bool = False, seed: int | None = None) -> dict[str, Any]:
     calls = schema.get("calls", {}) if not fast else {}
     return {
         "seed": seed,
-        "command": f"TERRACOVER_FUZZ_SEED={seed} {' '.join(['python', '-m', 'pytest', *args])}",
+        "command": f"TERRACOVER_FUZZ_SEED={seed} {shlex.join(['python', '-m', 'pytest', *args])}",
         "seconds": time.perf_counter() - t0,
         "pytest_ok": proc.returncode == 0,
         "bodies": predict.get("bodies", 0),
