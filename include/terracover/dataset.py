@@ -26,6 +26,7 @@ from terracover.classes import class_name
 from terracover.features import all_features, select_bands
 from terracover.keys import dataset_key, datasets_prefix, stack_key
 from terracover.labels import ACCURACY_PURPOSE, read_labels
+from terracover.observation import QA_BANDS, has_observation, is_quality_column, quality_columns
 from terracover.stacks import stack_item_id
 from terracover.store import ObjectStore
 
@@ -40,7 +41,8 @@ META = ["point_id", "lon", "lat", "year", "class_code", "tile", "subtile", "row"
 class SampleReport:
     sampled: int
     missing_coverage: list[str] = field(default_factory=list)  # point ids whose subtile has no stack
-    no_data: list[str] = field(default_factory=list)  # point ids on NaN pixels (never a clear observation)
+    no_data: list[str] = field(default_factory=list)  # point ids where no season was observed or filled
+    incomplete: list[str] = field(default_factory=list)  # kept, with some features missing (NaN)
 
 
 def sample_stacks(
@@ -55,7 +57,9 @@ def sample_stacks(
     """Feature values at each point's pixel (``neighbourhood=3``: the mean of its 3 x 3 window).
 
     Points are grouped by the subtile that owns them and each stack is opened once; only the points' own
-    windows are read. Points without coverage are reported, never silently dropped.
+    windows are read. Points without coverage are reported, never silently dropped. Points with some features
+    missing are kept (NaN; configurations that cannot use them drop them when fitting), with the stack's
+    ``qa_{season}`` bands as meta columns when it has them; points where nothing was seen are reported.
     """
     if neighbourhood not in (1, 3):
         raise ValueError(f"neighbourhood must be 1 or 3 pixels, got {neighbourhood}")
@@ -66,6 +70,8 @@ def sample_stacks(
     rows: list[dict[str, object]] = []
     missing: list[str] = []
     no_data: list[str] = []
+    incomplete: list[str] = []
+    qa_seen: set[str] = set()
     for (tile, sub_id), group in frame.groupby(["tile", "subtile"], sort=True):
         st = grid.subtile(str(tile), str(sub_id), subtile_size)
         if catalog.get_item(COMPOSITES_COLLECTION, stack_item_id(year, st)) is None or not store.exists(
@@ -79,20 +85,25 @@ def sample_stacks(
         cols, rws = ~st.transform @ (np.asarray(xs), np.asarray(ys))
         rr, cc = np.floor(rws).astype(int), np.floor(cols).astype(int)
         with store.open_raster(stack_key(year, st)) as src:
-            idx = select_bands(list(src.descriptions), names)
-            vectors = _read_points(src, idx, rr, cc, half)
-        for (_, p), r, c, vec in zip(group.iterrows(), rr, cc, vectors, strict=True):
-            if not np.isfinite(vec).all():
+            bands = list(src.descriptions)
+            qa_names = [q for q in QA_BANDS if q in bands]
+            vectors = _read_points(src, select_bands(bands, [*names, *qa_names]), rr, cc, half)
+        seen = has_observation(vectors[:, : len(names)], names)
+        for (_, p), r, c, vec, ok in zip(group.iterrows(), rr, cc, vectors, seen, strict=True):
+            if not ok:
                 no_data.append(str(p.point_id))
                 continue
+            if not np.isfinite(vec[: len(names)]).all():
+                incomplete.append(str(p.point_id))
             rows.append(
                 {
                     **{k: p[k] for k in ("point_id", "lon", "lat", "year", "class_code", "tile", "subtile")},
                     "row": int(r),
                     "col": int(c),
-                    **dict(zip(names, vec.astype(np.float32), strict=True)),
+                    **dict(zip([*names, *qa_names], vec.astype(np.float32), strict=True)),
                 }
             )
+            qa_seen.update(qa_names)
     if missing or no_data:
         log.warning(
             "sampling %d: %d points outside composite coverage (e.g. %s), %d on no-data pixels",
@@ -101,8 +112,10 @@ def sample_stacks(
             missing[:5],
             len(no_data),
         )
-    table = pd.DataFrame(rows, columns=[*META[:-1], *names])
-    return table, SampleReport(len(table), missing, no_data)
+    if incomplete:
+        log.info("sampling %d: %d points kept with missing features (for NaN-aware models)", year, len(incomplete))
+    table = pd.DataFrame(rows, columns=[*META[:-1], *names, *(q for q in QA_BANDS if q in qa_seen)])
+    return table, SampleReport(len(table), missing, no_data, incomplete)
 
 
 _BAND_ROWS = 256  # rows per read: bounded memory (256 x 1098 px x 105 features x 4 B ~ 118 MB)
@@ -241,7 +254,8 @@ def assemble_training_table(
     if champion_table_uri:
         previous = pd.read_parquet(io.BytesIO(store.get_bytes(key_for_uri(store, champion_table_uri))))
         previous = previous[~previous.point_id.isin(sampled.point_id)]
-        sampled = pd.concat([previous[sampled.columns], sampled], ignore_index=True)
+        columns = [*sampled.columns, *(c for c in quality_columns(previous.columns) if c not in sampled.columns)]
+        sampled = pd.concat([previous.reindex(columns=columns), sampled], ignore_index=True)
     sampled["split"] = spatial_split(sampled, test_fraction=test_fraction, seed=seed)
     # accuracy-assessment points never train nor select a model: their own split (terracover.accuracy)
     assess = set(labels.loc[labels["purpose"] == ACCURACY_PURPOSE, "point_id"])
@@ -294,8 +308,8 @@ def load_table(year: int, dataset_uri: str | None, store: ObjectStore) -> Traini
 
 
 def feature_columns(table: pd.DataFrame) -> list[str]:
-    """The table's feature columns, in table order (everything that is not a contract meta column)."""
-    return [c for c in table.columns if c not in META]
+    """The table's feature columns, in table order (everything but the contract meta and ``qa_*`` columns)."""
+    return [c for c in table.columns if c not in META and not is_quality_column(c)]
 
 
 def split_xy(table: pd.DataFrame, features: Sequence[str], split: str | None = None) -> tuple[np.ndarray, np.ndarray]:

@@ -9,7 +9,7 @@ exchanges precision and recall; tests/test_evaluate.py pins the orientation with
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +32,15 @@ class ClassScores:
 
 
 @dataclass(frozen=True)
+class GroupScore:
+    """Accuracy on the test points of one observation status (observed, gap-filled, missing features)."""
+
+    n: int
+    classified: int  # of those the model could classify (the others count as errors, as on the map)
+    accuracy: float
+
+
+@dataclass(frozen=True)
 class Evaluation:
     """Scores of one model on one test set."""
 
@@ -41,6 +50,10 @@ class Evaluation:
     kappa: float
     macro_f1: float
     per_class: dict[int, ClassScores]
+    # Per observation status (terracover.observation.STATUS_NAMES): a model is only as good as the data under
+    # a pixel, and filled pixels are where it guesses most. Empty when scored from bare labels.
+    by_observation: dict[str, GroupScore] = field(default_factory=dict)
+    unclassified: int = 0  # test points the model cannot classify (counted as errors of their class)
 
     @property
     def n_test(self) -> int:
@@ -57,7 +70,21 @@ class Evaluation:
         for code, s in self.per_class.items():
             name = class_name(code)
             out |= {f"f1_{name}": s.f1, f"precision_{name}": s.precision, f"recall_{name}": s.recall}
+        for status, g in self.by_observation.items():
+            out[f"n_test_{status}"] = float(g.n)
+            out[f"accuracy_{status}"] = g.accuracy
+        if self.by_observation:
+            out["n_test_unclassified"] = float(self.unclassified)
         return out
+
+    def observation_markdown(self) -> str:
+        """Accuracy on fully observed test points vs those that needed filling (approval request, MLflow)."""
+        lines = ["| test points | n | classified | overall accuracy |", "|---|---|---|---|"]
+        for status, g in self.by_observation.items():
+            lines.append(f"| {status.replace('_', ' ')} | {g.n} | {g.classified} | {g.accuracy:.4f} |")
+        lines.append("")
+        lines.append("Points a model cannot classify (missing features, model not NaN-aware) count as errors.")
+        return "\n".join(lines)
 
     def confusion_frame(self) -> pd.DataFrame:
         """The confusion matrix with class names: index ``true``, columns ``predicted``."""
@@ -151,11 +178,30 @@ def evaluate(
 
 
 def evaluate_model(estimator: Any, table: pd.DataFrame, features: Sequence[str], split: str = "test") -> Evaluation:
-    """Score a fitted estimator on one split of a training table (its columns in ``features`` order)."""
+    """Score a fitted estimator on one split of a training table (its columns in ``features`` order).
+
+    Points with missing features are scored only by models that accept them (as serving does); the others
+    count as ``unclassified``. Accuracy is also reported per observation status, from the table's ``qa_*``
+    meta columns: fully observed points, points with a gap-filled season, points with missing features.
+    """
+    from dataclasses import replace
+
+    from terracover.observation import STATUS_NAMES, qa_bands_for, status
+
     x, y = split_xy(table, features, split)
     # A row the model cannot see (terracover.missing) is predicted "unclassified" (0): an error for its class.
     predicted = np.zeros(len(y), dtype=np.int64)
     seen = classifiable_rows(estimator, x)
     if seen.any():
         predicted[seen] = estimator.predict(x[seen])
-    return evaluate(y, predicted, labels=sorted(set(y.tolist()) | {int(c) for c in estimator.classes_}))
+    scored = evaluate(y, predicted, labels=sorted(set(y.tolist()) | {int(c) for c in estimator.classes_}))
+    rows = table if split is None else table[table["split"] == split]
+    qa_names = [q for q in qa_bands_for(features) if q in rows.columns]
+    groups = status(x, rows[qa_names].to_numpy(np.float32) if qa_names else None)
+    by_status = {}
+    for code, name in STATUS_NAMES.items():
+        here = groups == code
+        if here.any():
+            right = here & (predicted == y)
+            by_status[name] = GroupScore(int(here.sum()), int((here & seen).sum()), float(right.sum() / here.sum()))
+    return replace(scored, by_observation=by_status, unclassified=int((~seen).sum()))

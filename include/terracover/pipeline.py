@@ -202,4 +202,5 @@ def build_training_set(year: int, settings: Settings | None = None) -> dict[str,
         "split_counts": info.split_counts,
         "missing_coverage": len(report.missing_coverage),
         "no_data": len(report.no_data),
+        "incomplete": len(report.incomplete),
     }

@@ -2,10 +2,16 @@
 
 The AOI is split by ownership (:func:`terracover.grid.subtiles_for_geometry`), so every output pixel is read from
 exactly one subtile's feature stack: mosaics are seamless across tile and UTM-zone borders and never count a
-pixel twice. Only the window of each stack under the AOI and only the model's feature bands are read. The
-output grid is the AOI's local UTM zone on the 10 m lattice, which is the stacks' own lattice whenever they
-share that zone: those pixels are copied, not resampled; only subtiles of a neighbouring zone are reprojected
-(nearest neighbour, so classes stay classes).
+pixel twice. Ownership is a preference, not a requirement: where the owner's stack was never built, the pixel
+is taken from any other stack of that year whose footprint covers it (MGRS tiles overlap by ~10 km), so every
+pixel some built stack covers is served (:func:`coverage`, :func:`served_footprint`). Only the window of each
+stack under the AOI and only the model's feature bands are read. The output grid is the AOI's local UTM zone
+on the 10 m lattice, which is the stacks' own lattice whenever they share that zone: those pixels are copied,
+not resampled; only stacks of a neighbouring zone are reprojected (nearest neighbour, so classes stay classes).
+
+Every prediction carries a quality layer next to class and confidence (like ESA WorldCover's input quality):
+per pixel observed / gap-filled / classified with missing features / unclassified
+(:mod:`terracover.observation`), and the count of clear observations behind it.
 """
 
 from __future__ import annotations
@@ -37,13 +43,14 @@ from shapely.ops import transform as shp_transform
 from shapely.ops import unary_union
 from shapely.validation import explain_validity
 
-from terracover import classes, grid
+from terracover import classes, grid, observation
 from terracover.catalog import COMPOSITES_COLLECTION, Catalog
 from terracover.cog import write_cog
 from terracover.fastpath import compile_proba
 from terracover.features import select_bands
 from terracover.keys import prediction_key
-from terracover.missing import UNCLASSIFIED, classifiable_rows
+from terracover.missing import UNCLASSIFIED, accepts_missing, classifiable_rows
+from terracover.observation import FILLED, NOT_CLASSIFIED, OBSERVED, PARTIAL, STATUS_NAMES
 from terracover.settings import Settings, get_settings
 from terracover.stacks import stack_item_id
 from terracover.store import ObjectStore
@@ -348,48 +355,69 @@ class _Mosaic:
     codes: np.ndarray  # (H, W) uint8, 0 = no class
     confidence: np.ndarray  # (H, W) float32, NaN = no class
     in_aoi: np.ndarray  # (H, W) bool
+    quality: np.ndarray  # (H, W) uint8: observation.OBSERVED..NOT_CLASSIFIED, 0 outside the AOI
+    clear: np.ndarray  # (H, W) uint8 clear observations behind the pixel (0 when unknown)
     all_touched: bool = False  # True for AOIs so thin that no pixel centre falls inside them
     keep_rows: int | None = None  # feature rows kept per subtile for drift/shadow (None: all)
     rows: list[np.ndarray] = field(default_factory=list)  # per subtile (n, F) float32 feature rows classified
     row_codes: list[np.ndarray] = field(default_factory=list)
 
 
-def _read_part(st: grid.Subtile, key: str, win: Window, names: Sequence[str], store: ObjectStore) -> np.ndarray:
+def _read_part(
+    st: grid.Subtile, key: str, win: Window, names: Sequence[str], qa_names: Sequence[str], store: ObjectStore
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """(F, h, w) feature values and the (S, h, w) ``qa_*`` bands of ``qa_names`` the stack has (None if none)."""
     with store.open_raster(key) as src:
-        idx = select_bands(list(src.descriptions), names)
-        return np.asarray(src.read(idx, window=win, out_dtype=np.float32))
+        bands = list(src.descriptions)
+        have = [q for q in qa_names if q in bands]
+        data = np.asarray(src.read(select_bands(bands, [*names, *have]), window=win, out_dtype=np.float32))
+    return data[: len(names)], (data[len(names) :] if have else None)
 
 
 def _classify_part(
-    values: np.ndarray, use: np.ndarray, n_model: int, model: LoadedModel, mosaic: _Mosaic
-) -> tuple[np.ndarray, np.ndarray]:
-    """Classify the pixels ``use`` of a (F, h, w) window; returns (h, w) class codes and confidences."""
+    values: np.ndarray,
+    qa: np.ndarray | None,
+    mask: np.ndarray | None,
+    n_model: int,
+    model: LoadedModel,
+    mosaic: _Mosaic,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Classify a (F, h, w) window's pixels (those in ``mask``, or all): (h, w) class codes, confidences,
+    quality (observation status, NOT_CLASSIFIED where no class) and clear-observation counts."""
+    features = values[:n_model]
+    quality = observation.status(features, qa, axis=0)
+    use = observation.has_observation(features, model.features, axis=0)
+    if not accepts_missing(model.estimator):
+        use &= quality != PARTIAL
+    if mask is not None:
+        use &= mask
     X = np.ascontiguousarray(values[:, use].T)  # (n, F) float32: just these pixels
     cls, conf = classify(model, X[:, :n_model])
     codes = np.zeros(use.shape, dtype=np.uint8)
     confidence = np.full(use.shape, np.nan, dtype=np.float32)
     codes[use], confidence[use] = cls, conf
+    quality[codes == 0] = NOT_CLASSIFIED
+    clear = observation.clear_count(qa, axis=0)
     if mosaic.keep_rows is not None and len(X) > mosaic.keep_rows:
         pick = np.sort(np.random.default_rng(len(X)).choice(len(X), mosaic.keep_rows, replace=False))
         X, cls = X[pick], cls[pick]
     mosaic.rows.append(X)
     mosaic.row_codes.append(cls)
-    return codes, confidence
+    return codes, confidence, quality, np.zeros(use.shape, np.uint8) if clear is None else clear
 
 
-def _add_subtile(
-    st: grid.Subtile,
-    key: str,
-    aoi_wgs84: BaseGeometry,
+def _add_part(
+    source: StackPart,
     names: Sequence[str],
     n_model: int,
     model: LoadedModel,
     store: ObjectStore,
     mosaic: _Mosaic,
 ) -> None:
-    part = aoi_wgs84.intersection(st.owned_wgs84)
+    st, key, part = source.subtile, source.key, source.area
     if part.is_empty or part.area == 0:
         return
+    qa_names = observation.qa_bands_for(model.features)
     g = mosaic.grid
     part_out = _project(part, g.crs)
     if g.crs == st.crs:
@@ -399,9 +427,8 @@ def _add_subtile(
             return
         src_win, out_win = wins
         mask = _inside(part_out, out_win, g, mosaic.all_touched)
-        values = _read_part(st, key, src_win, names, store)
-        use = mask & np.isfinite(values[:n_model]).all(axis=0)
-        codes, conf = _classify_part(values, use, n_model, model, mosaic)
+        values, qa = _read_part(st, key, src_win, names, qa_names, store)
+        codes, conf, quality, clear = _classify_part(values, qa, mask, n_model, model, mosaic)
     else:
         # A neighbouring zone: classify its own pixels (padded so nearest-neighbour has a source for every
         # output pixel the part covers), then reproject classes and confidences onto the output grid.
@@ -413,15 +440,22 @@ def _add_subtile(
         if out_win is None or src_win is None:
             return
         mask = _inside(part_out, out_win, g, mosaic.all_touched)
-        values = _read_part(st, key, src_win, names, store)
-        use = np.isfinite(values[:n_model]).all(axis=0)
-        src_codes, src_conf = _classify_part(values, use, n_model, model, mosaic)
+        values, qa = _read_part(st, key, src_win, names, qa_names, store)
+        src_codes, src_conf, src_quality, src_clear = _classify_part(values, qa, None, n_model, model, mosaic)
         src_transform = st.transform @ Affine.translation(src_win.col_off, src_win.row_off)
         dst_transform = g.transform @ Affine.translation(out_win.col_off, out_win.row_off)
         shape = (int(out_win.height), int(out_win.width))
         codes = np.zeros(shape, dtype=np.uint8)
         conf = np.full(shape, np.nan, dtype=np.float32)
-        for src, dst, nodata in ((src_codes, codes, 0), (src_conf, conf, np.nan)):
+        quality = np.full(shape, NOT_CLASSIFIED, dtype=np.uint8)
+        clear = np.zeros(shape, dtype=np.uint8)
+        pairs = (
+            (src_codes, codes, 0),
+            (src_conf, conf, np.nan),
+            (src_quality, quality, None),
+            (src_clear, clear, None),
+        )
+        for src, dst, nodata in pairs:
             reproject(
                 src,
                 dst,
@@ -438,6 +472,10 @@ def _add_subtile(
     take = mask & (codes > 0)
     mosaic.codes[rs, cs][take] = codes[take]
     mosaic.confidence[rs, cs][take] = conf[take]
+    # Parts only meet at their borders: a pixel another part classified keeps that part's quality.
+    free = mask & (take | (mosaic.codes[rs, cs] == 0))
+    mosaic.quality[rs, cs][free] = np.where(take, quality, NOT_CLASSIFIED)[free]
+    mosaic.clear[rs, cs][free] = clear[free]
 
 
 def _aligned_windows(
@@ -486,12 +524,20 @@ class Prediction:
     class_areas_ha: dict[str, float]
     unclassified_ha: float
     pixels: int
+    classified_fraction: float  # of the AOI's pixels
+    quality_fractions: dict[str, float]  # observed, gap_filled, missing_features, unclassified (sum 1)
     composite_items: list[str]
     feature_names: list[str]
     rows: np.ndarray
     row_codes: np.ndarray
     seconds: float
     geojson: dict[str, Any] | None = None
+    quality_geojson: dict[str, Any] | None = None
+
+    @property
+    def gap_filled_fraction(self) -> float:
+        """Share of the AOI's pixels classified from features with at least one gap-filled season."""
+        return self.quality_fractions.get("gap_filled", 0.0)
 
 
 def new_prediction_id() -> str:
@@ -499,24 +545,76 @@ def new_prediction_id() -> str:
     return f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:12]}"
 
 
-def coverage(
-    aoi_wgs84: BaseGeometry, year: int, catalog: Catalog, settings: Settings
-) -> list[tuple[grid.Subtile, str]]:
-    """(subtile, stack key) of every subtile the AOI needs, or :class:`NoCoverageError` listing those missing."""
+@dataclass(frozen=True)
+class StackPart:
+    """One feature stack and the part of the AOI (WGS84) whose pixels it serves."""
+
+    subtile: grid.Subtile
+    key: str
+    item_id: str
+    area: BaseGeometry
+
+
+def _stack_key(item: Any) -> str:
+    return str(item.assets["features"].extra_fields["terracover:key"])
+
+
+def coverage(aoi_wgs84: BaseGeometry, year: int, catalog: Catalog, settings: Settings) -> list[StackPart]:
+    """The stacks serving the AOI and the part each serves, or :class:`NoCoverageError` listing what is missing.
+
+    Each subtile's owned part comes from its own stack when that was built. The owned parts of subtiles
+    without a stack are taken from any other stack of the year whose footprint covers them (stacks of the
+    AOI's UTM zone first: their pixels are copied, not resampled); only what no stack covers is an error.
+    """
     subs = grid.subtiles_for_geometry(aoi_wgs84, settings.subtile_size)
     ids = [stack_item_id(year, st) for st in subs]
     found = {i.id: i for i in catalog.search(collections=[COMPOSITES_COLLECTION], ids=ids)} if ids else {}
-    missing = [f"{st.tile.name}/{st.id}" for st, i in zip(subs, ids, strict=True) if i not in found]
-    if missing:
-        raise NoCoverageError(
-            f"no {year} feature stacks for {len(missing)} of the {len(subs)} subtiles this AOI needs"
-            f" ({', '.join(missing[:20])}{', ...' if len(missing) > 20 else ''}): run build_composites for"
-            f" {year} over this area, or draw the AOI inside the covered region",
-            missing,
-        )
-    return [
-        (st, str(found[i].assets["features"].extra_fields["terracover:key"])) for st, i in zip(subs, ids, strict=True)
+    parts = [
+        StackPart(st, _stack_key(found[i]), i, aoi_wgs84.intersection(st.owned_wgs84))
+        for st, i in zip(subs, ids, strict=True)
+        if i in found
     ]
+    orphans = [st for st, i in zip(subs, ids, strict=True) if i not in found]
+    if not orphans:
+        return parts
+    gap = unary_union([aoi_wgs84.intersection(st.owned_wgs84) for st in orphans])
+    zone = grid.utm_epsg_for(aoi_wgs84.centroid.x, aoi_wgs84.centroid.y)
+    others = catalog.search(
+        collections=[COMPOSITES_COLLECTION], bbox=gap.bounds, properties={"terracover:year": int(year)}
+    )
+    tiles = {str(i.properties["terracover:tile"]): grid.tile(str(i.properties["terracover:tile"])) for i in others}
+    for item in sorted(others, key=lambda i: (tiles[str(i.properties["terracover:tile"])].epsg != zone, i.id)):
+        footprint = shape(item.geometry) if item.geometry else None
+        if footprint is None or not footprint.intersects(gap):
+            continue
+        st = grid.subtile(str(item.properties["terracover:tile"]), str(item.properties["terracover:subtile"]),
+                          settings.subtile_size)  # fmt: skip
+        parts.append(StackPart(st, _stack_key(item), item.id, gap.intersection(footprint)))
+        gap = gap.difference(footprint)
+        if _negligible(gap):
+            return parts
+    if _negligible(gap):
+        return parts
+    missing = [f"{st.tile.name}/{st.id}" for st in orphans if st.owned_wgs84.intersects(gap)]
+    raise NoCoverageError(
+        f"no {year} feature stack covers part of this AOI: the subtiles {', '.join(missing[:20])}"
+        f"{', ...' if len(missing) > 20 else ''} have none and no neighbouring stack reaches there"
+        f" ({len(missing)} of the {len(subs)} subtiles it needs): run build_composites for {year} over this area,"
+        f" or draw the AOI inside the served footprint (GET /coverage?year={year})",
+        missing,
+    )
+
+
+def _negligible(gap: BaseGeometry) -> bool:
+    """Nothing left, or only slivers thinner than ~1 cm from edges that differ in the last digits."""
+    return bool(gap.is_empty or gap.buffer(-1e-7).is_empty)
+
+
+def served_footprint(year: int, catalog: Catalog) -> BaseGeometry | None:
+    """The union of the year's stack footprints (WGS84): exactly the area :func:`predict_aoi` serves."""
+    items = catalog.search(collections=[COMPOSITES_COLLECTION], properties={"terracover:year": int(year)})
+    shapes_ = [shape(i.geometry) for i in items if i.geometry]
+    return unary_union(shapes_) if shapes_ else None
 
 
 def predict_aoi(
@@ -550,20 +648,22 @@ def predict_aoi(
             np.zeros(g.shape, dtype=np.uint8),
             np.full(g.shape, np.nan, dtype=np.float32),
             np.zeros(g.shape, dtype=bool),
+            np.zeros(g.shape, dtype=np.uint8),
+            np.zeros(g.shape, dtype=np.uint8),
             all_touched,
             keep_rows,
         )
-        for st, key in parts:
-            _add_subtile(st, key, aoi, names, len(model.features), model, store, mosaic)
+        for part in parts:
+            _add_part(part, names, len(model.features), model, store, mosaic)
         if mosaic.in_aoi.any():
             break
     classified = mosaic.codes > 0
     if not classified.any():
         raise NoCoverageError(
             f"the {year} feature stacks under this AOI hold no clear observation for the model's features"
-            f" ({', '.join(f'{st.tile.name}/{st.id}' for st, _ in parts)} are all no-data there): pick another"
-            " area or year, or rebuild the composites with more scenes",
-            [f"{st.tile.name}/{st.id}" for st, _ in parts],
+            f" ({', '.join(f'{p.subtile.tile.name}/{p.subtile.id}' for p in parts)} are all no-data there): pick"
+            " another area or year, or rebuild the composites with more scenes",
+            [f"{p.subtile.tile.name}/{p.subtile.id}" for p in parts],
         )
     pid = prediction_id or new_prediction_id()
     key = prediction_key(year, pid)
@@ -571,6 +671,9 @@ def predict_aoi(
     conf = mosaic.confidence[classified]
     areas = _class_areas(mosaic.codes[classified], scale)
     unclassified = float((mosaic.in_aoi & ~classified).sum()) * PIXEL_HA / scale
+    mosaic.quality[mosaic.in_aoi & ~classified] = NOT_CLASSIFIED
+    n_aoi = max(int(mosaic.in_aoi.sum()), 1)
+    counts = np.bincount(mosaic.quality[mosaic.in_aoi], minlength=NOT_CLASSIFIED + 1)
     _write(key, mosaic, model, year, pid, store)
     rows = np.concatenate(mosaic.rows) if mosaic.rows else np.empty((0, len(names)), np.float32)
     row_codes = np.concatenate(mosaic.row_codes) if mosaic.row_codes else np.empty(0, np.uint8)
@@ -586,12 +689,15 @@ def predict_aoi(
         class_areas_ha=areas,
         unclassified_ha=round(unclassified, 4),
         pixels=int(classified.sum()),
-        composite_items=[stack_item_id(year, st) for st, _ in parts],
+        classified_fraction=round(int(classified.sum()) / n_aoi, 6),
+        quality_fractions={name: round(int(counts[code]) / n_aoi, 6) for code, name in STATUS_NAMES.items()},
+        composite_items=list(dict.fromkeys(p.item_id for p in parts)),
         feature_names=names,
         rows=rows,
         row_codes=row_codes,
         seconds=time.perf_counter() - t0,
         geojson=class_polygons(mosaic.codes, g) if fmt == "geojson" else None,
+        quality_geojson=quality_polygons(mosaic.quality, g) if fmt == "geojson" else None,
     )
 
 
@@ -617,11 +723,11 @@ def _write(key: str, mosaic: _Mosaic, model: LoadedModel, year: int, pid: str, s
     with store.writer(key, suffix=".tif") as path:
         write_cog(
             path,
-            np.stack([mosaic.codes, pct.astype(np.uint8)]),
+            np.stack([mosaic.codes, pct.astype(np.uint8), mosaic.quality, mosaic.clear]),
             mosaic.grid.transform,
             mosaic.grid.crs,
             nodata=classes.NODATA_CLASS,
-            descriptions=["class", "confidence"],
+            descriptions=["class", "confidence", "quality", "clear_observations"],
             colormap=classes.colormap(),
             tags={
                 "terracover:prediction_id": pid,
@@ -632,19 +738,44 @@ def _write(key: str, mosaic: _Mosaic, model: LoadedModel, year: int, pid: str, s
             band_tags=[
                 {"terracover:classes": json.dumps(names), **{f"CLASS_{k}": v for k, v in names.items()}},
                 {"units": "percent", "meaning": "maximum class probability x 100"},
+                {
+                    "meaning": "how the pixel's features were obtained; 0 outside the AOI",
+                    **{f"QUALITY_{code}": name for code, name in STATUS_NAMES.items()},
+                },
+                {"meaning": "clear observations over the model's seasons (0: none or unknown)"},
             ],
         )
 
 
+def _polygons_by_value(band: np.ndarray, g: OutputGrid) -> dict[int, BaseGeometry]:
+    """WGS84 MultiPolygon of each non-zero value of a uint8 band."""
+    to_wgs84 = Transformer.from_crs(g.crs, 4326, always_xy=True).transform
+    by_value: dict[int, list[Polygon]] = {}
+    for geom, value in shapes(band, mask=band > 0, transform=g.transform, connectivity=4):
+        by_value.setdefault(int(value), []).append(shape(geom))
+    return {v: shp_transform(to_wgs84, MultiPolygon(p)) for v, p in sorted(by_value.items())}
+
+
+QUALITY_COLOURS = {OBSERVED: "#1a9641", FILLED: "#fdae61", PARTIAL: "#d7191c", NOT_CLASSIFIED: "#404040"}
+
+
+def quality_polygons(quality: np.ndarray, g: OutputGrid) -> dict[str, Any]:
+    """The quality band as a WGS84 FeatureCollection: one feature per observation status present."""
+    feats = [
+        {
+            "type": "Feature",
+            "geometry": mapping(polys),
+            "properties": {"quality": code, "name": STATUS_NAMES[code], "colour": QUALITY_COLOURS[code]},
+        }
+        for code, polys in _polygons_by_value(quality, g).items()
+    ]
+    return {"type": "FeatureCollection", "features": feats}
+
+
 def class_polygons(codes: np.ndarray, g: OutputGrid) -> dict[str, Any]:
     """The class band as a WGS84 FeatureCollection: one MultiPolygon feature per class present."""
-    to_wgs84 = Transformer.from_crs(g.crs, 4326, always_xy=True).transform
-    by_class: dict[int, list[Polygon]] = {}
-    for geom, value in shapes(codes, mask=codes > 0, transform=g.transform, connectivity=4):
-        by_class.setdefault(int(value), []).append(shape(geom))
     feats = []
-    for code in sorted(by_class):
-        polys = shp_transform(to_wgs84, MultiPolygon(by_class[code]))
+    for code, polys in _polygons_by_value(codes, g).items():
         c = classes.CLASS_BY_CODE.get(code)
         feats.append(
             {

@@ -1,7 +1,7 @@
 """The Great Expectations gate every training table must pass before a model is trained on it.
 
-Two batches are validated: the table itself (schema, no missing features, value ranges, unique points,
-valid labels and splits) and its per-class counts (every class present, each with a minimum count), so the
+Two batches are validated: the table itself (schema, features present at most points, value ranges, unique
+points, valid labels and splits) and its per-class counts (every class present, each with a minimum count), so the
 whole gate is GX expectations with one readable report.
 """
 
@@ -15,6 +15,7 @@ import pandas as pd
 from terracover.classes import CLASS_BY_CODE, CLASS_CODES
 from terracover.dataset import ACCURACY_SPLIT, META
 from terracover.features import parse_feature
+from terracover.observation import quality_columns
 
 # Ranges a feature value may take in a stack. Wider than the normalisation ranges: these catch broken data
 # (wrong scale, sign, units), not unusual land.
@@ -60,12 +61,18 @@ class QualityGateError(ValueError):
         self.report = report
 
 
-def _expectations(features: list[str], min_count: int) -> tuple[list[Any], list[Any]]:
+# Rows keep features that could be neither observed nor filled (NaN-aware models learn from them); a feature
+# missing at more than this share of the points is broken data, not clouds.
+MIN_PRESENT = 0.5
+
+
+def _expectations(features: list[str], qa: list[str], min_count: int) -> tuple[list[Any], list[Any]]:
     import great_expectations as gx
 
     e = gx.expectations
-    table: list[Any] = [e.ExpectTableColumnsToMatchSet(column_set=[*META, *features], exact_match=True)]
-    table += [e.ExpectColumnValuesToNotBeNull(column=c) for c in [*META, *features]]
+    table: list[Any] = [e.ExpectTableColumnsToMatchSet(column_set=[*META, *features, *qa], exact_match=True)]
+    table += [e.ExpectColumnValuesToNotBeNull(column=c) for c in META]
+    table += [e.ExpectColumnValuesToNotBeNull(column=c, mostly=MIN_PRESENT) for c in features]
     for f in features:
         lo, hi = feature_range(f)
         table.append(e.ExpectColumnValuesToBeBetween(column=f, min_value=lo, max_value=hi))
@@ -103,7 +110,8 @@ def validate_training_table(df: pd.DataFrame, min_samples_per_class: int) -> Qua
     """Run the suite on a table (and its class counts) in an ephemeral GX context."""
     import great_expectations as gx
 
-    features = [c for c in df.columns if c not in META]
+    qa = quality_columns(df.columns)
+    features = [c for c in df.columns if c not in META and c not in qa]
     counts = (
         df["class_code"]
         .value_counts()
@@ -117,7 +125,7 @@ def validate_training_table(df: pd.DataFrame, min_samples_per_class: int) -> Qua
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
     source = context.data_sources.add_pandas("terracover")
-    table_exp, count_exp = _expectations(features, min_samples_per_class)
+    table_exp, count_exp = _expectations(features, qa, min_samples_per_class)
     failures: list[str] = []
     evaluated = 0
     for name, frame, exps in (("training_table", df, table_exp), ("class_counts", counts, count_exp)):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from terracover.dataset import feature_columns, split_xy
+from terracover.missing import declare_accepts_missing
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -31,14 +33,32 @@ class ModelConfig:
     """One named model recipe: the estimator family and its hyper-parameters."""
 
     name: str
-    family: str  # "random_forest" | "lightgbm" | "mlp"
-    hyperparameters: Mapping[str, Any]
+    family: str  # "random_forest" | "lightgbm" | "mlp" | "hist_gradient_boosting" | "routed"
+    hyperparameters: Mapping[str, Any]  # for "routed": {"fast": config name, "missing": config name}
     description: str
+
+    @property
+    def parts(self) -> list[ModelConfig]:
+        """The configurations this one is made of (itself, or a routing pair's two models)."""
+        if self.family != "routed":
+            return [self]
+        return [CONFIGS[str(self.hyperparameters["fast"])], CONFIGS[str(self.hyperparameters["missing"])]]
 
     @property
     def framework(self) -> str:
         return "lightgbm" if self.family == "lightgbm" else "scikit-learn"
 
+    @property
+    def uses_lightgbm(self) -> bool:
+        return any(p.family == "lightgbm" for p in self.parts)
+
+    @property
+    def accepts_missing(self) -> bool:
+        """Whether the model learns from and classifies rows with missing features (terracover.missing)."""
+        return self.family in NAN_AWARE_FAMILIES
+
+
+NAN_AWARE_FAMILIES = frozenset({"lightgbm", "hist_gradient_boosting", "routed"})
 
 CONFIGS: dict[str, ModelConfig] = {
     c.name: c
@@ -59,7 +79,13 @@ CONFIGS: dict[str, ModelConfig] = {
             "lgbm",
             "lightgbm",
             {"n_estimators": 40, "num_leaves": 15, "learning_rate": 0.15, "min_child_samples": 5},
-            "LightGBM, 40 boosting rounds of 15-leaf trees",
+            "LightGBM, 40 boosting rounds of 15-leaf trees; learns where missing values go (native NaN)",
+        ),
+        ModelConfig(
+            "hgb",
+            "hist_gradient_boosting",
+            {"max_iter": 100, "max_leaf_nodes": 15, "learning_rate": 0.15, "early_stopping": False},
+            "scikit-learn HistGradientBoosting: native missing values, slow per pixel (~0.2x KHAOS)",
         ),
         ModelConfig(
             "mlp",
@@ -67,9 +93,23 @@ CONFIGS: dict[str, ModelConfig] = {
             {"hidden_layer_sizes": (64, 32), "alpha": 1e-3, "max_iter": 400, "early_stopping": True},
             "StandardScaler + 2-layer MLP: a dense per-pixel model, fastest to serve",
         ),
+        ModelConfig(
+            "mlp_hgb",
+            "routed",
+            {"fast": "mlp", "missing": "hgb"},
+            "MLP on pixels with every feature present (fast path), HistGradientBoosting on the rest",
+        ),
+        ModelConfig(
+            "rf_fast_hgb",
+            "routed",
+            {"fast": "rf_fast", "missing": "hgb"},
+            "rf_fast on pixels with every feature present, HistGradientBoosting on the rest",
+        ),
     )
 }
-DEFAULT_CONFIG = "rf_fast"  # chosen on the real-label benchmark: README, "Which model is the default"
+# rf_fast was chosen on the real-label benchmark (README, "Which model is the default"); paired with HGB it
+# also classifies the pixels whose features could be neither observed nor filled.
+DEFAULT_CONFIG = "rf_fast_hgb"
 
 
 @dataclass
@@ -93,6 +133,9 @@ class TrainedModel:
     def params(self) -> dict[str, Any]:
         """Flat, loggable description of how the model was made (MLflow params, STAC MLM hyperparameters)."""
         hp = {f"hp_{k}": v for k, v in self.config.hyperparameters.items()}
+        if self.config.family == "routed":
+            for role, part in zip(("fast", "missing"), self.config.parts, strict=True):
+                hp |= {f"hp_{role}_{k}": v for k, v in part.hyperparameters.items()}
         return {
             "model_type": self.config.name,
             "model_family": self.config.family,
@@ -100,6 +143,7 @@ class TrainedModel:
             "seed": self.seed,
             "n_features": len(self.features),
             "n_train": self.n_train,
+            "accepts_missing": self.config.accepts_missing,
             "rfe_target": self.rfe_target,
             "rfe_candidates": len(self.candidate_features) if self.rfe_target else None,
             **hp,
@@ -112,8 +156,20 @@ def build_estimator(config: ModelConfig, seed: int) -> Any:
         "random_forest": _random_forest,
         "lightgbm": _lightgbm,
         "mlp": _mlp,
+        "hist_gradient_boosting": _hist_gradient_boosting,
     }
+    if config.family == "routed":
+        from terracover.routing import RoutedClassifier
+
+        fast, missing = config.parts
+        return RoutedClassifier(build_estimator(fast, seed), build_estimator(missing, seed))
     return builders[config.family](config.hyperparameters, seed)
+
+
+def _hist_gradient_boosting(hp: Mapping[str, Any], seed: int) -> Any:
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    return HistGradientBoostingClassifier(**hp, random_state=seed)
 
 
 def _random_forest(hp: Mapping[str, Any], seed: int) -> Any:
@@ -168,17 +224,24 @@ def train(
     config = CONFIGS[config_name]
     candidates = list(features) if features else feature_columns(table)
     x, y = split_xy(table, candidates, "train")
+    complete = np.isfinite(x).all(axis=1)
+    if not config.accepts_missing and not complete.all():
+        log.info("%s cannot use missing values: fitting on %d of %d rows", config.name, complete.sum(), len(y))
+        x, y = x[complete], y[complete]
     if len(np.unique(y)) < 2:
         raise ValueError("the train split holds fewer than two classes: nothing to learn")
     chosen = candidates
     if rfe_target is not None:
-        chosen = select_features(x, y, candidates, rfe_target, seed)
+        full = np.isfinite(x).all(axis=1)
+        chosen = select_features(x[full], y[full], candidates, rfe_target, seed)
         log.info("RFE kept %d of %d features: %s", len(chosen), len(candidates), chosen)
         x = x[:, [candidates.index(f) for f in chosen]]
     estimator = build_estimator(config, seed)
     t0 = time.perf_counter()
     estimator.fit(x, y)
     seconds = time.perf_counter() - t0
+    if config.accepts_missing:
+        declare_accepts_missing(estimator)  # serving and evaluation give it the rows with missing features
     speed = measure_throughput(estimator, len(chosen), like=x)
     log.info(
         "trained %s on %d rows x %d features in %.1fs; %.0f pixels/s",
@@ -211,8 +274,11 @@ def measure_throughput(
     """
     rng = np.random.default_rng(seed)
     if like is not None and len(like):
-        rows = like[rng.integers(0, len(like), n_pixels)]
-        block = (rows + rng.normal(0, 0.01, rows.shape) * rows.std(axis=0)).astype(np.float32)
+        rows = like[rng.integers(0, len(like), n_pixels)]  # missing values stay missing, as in the table
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # an all-missing column has no spread
+            spread = np.nan_to_num(np.nanstd(like, axis=0))
+        block = (rows + rng.normal(0, 0.01, rows.shape) * spread).astype(np.float32)
     else:
         block = rng.uniform(-1, 1, (n_pixels, n_features)).astype(np.float32)
     estimator.predict_proba(block[:1000])  # warm up thread pools and lazy initialisation

@@ -135,6 +135,11 @@ def approval_markdown(
         f"**{comparison.reason}** (primary metric `{comparison.primary_metric}`, margin {comparison.min_margin}).",
         basis,
         "\n".join(table),
+        *(
+            ["#### Observed vs gap-filled test points, challenger", evaluation.observation_markdown()]
+            if evaluation.by_observation
+            else []
+        ),
         "#### Data",
         data_added,
         "#### Confusion matrix, challenger (rows true, columns predicted)",

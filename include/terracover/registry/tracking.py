@@ -59,7 +59,7 @@ def pip_requirements(trained: TrainedModel) -> list[str]:
     """Exact pins of what loading the model needs (explicit: MLflow's inference of these costs ~9 s)."""
     from importlib.metadata import version
 
-    pkgs = ["scikit-learn", "skops", "numpy", "scipy"] + (["lightgbm"] if trained.config.family == "lightgbm" else [])
+    pkgs = ["scikit-learn", "skops", "numpy", "scipy"] + (["lightgbm"] if trained.config.uses_lightgbm else [])
     return [f"{p}=={version(p)}" for p in pkgs]
 
 
