@@ -39,9 +39,11 @@ def write_stack(
     st: grid.Subtile,
     names: Sequence[str],
     nan_rows: slice | None = None,
+    values: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Write and catalogue one stack; returns its values (NaN where ``nan_rows`` says)."""
-    values = pixel_values(st, names)
+    """Write and catalogue one stack; returns its values (NaN where ``nan_rows`` says). ``values`` replaces
+    the synthetic pixel values (e.g. to add ``qa_*`` bands named in ``names``)."""
+    values = pixel_values(st, names) if values is None else values
     if nan_rows is not None:
         values[:, nan_rows, :] = np.nan
     key = stack_key(year, st)
@@ -62,7 +64,7 @@ def write_stack(
             "terracover:year": year,
             "terracover:tile": st.tile.name,
             "terracover:subtile": st.id,
-            "terracover:features": list(names),
+            "terracover:features": [n for n in names if not n.startswith("qa_")],
         },
         collection=COMPOSITES_COLLECTION,
     )

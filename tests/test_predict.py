@@ -7,8 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 import rasterio
-from pyproj import Geod
+from pyproj import Geod, Transformer
 from shapely.geometry import box, mapping
+from shapely.ops import transform as shp_transform
 from sklearn.tree import DecisionTreeClassifier
 from terracover import grid
 from terracover.catalog import open_catalog
@@ -19,6 +20,7 @@ from terracover.predict import (
     NoCoverageError,
     OutputGrid,
     predict_aoi,
+    served_footprint,
     validate_aoi,
 )
 from terracover.registry import LoadedModel
@@ -133,7 +135,7 @@ def _lonlat(transform: object, crs: object, r: int, c: int) -> object:
 
 def test_missing_stacks_are_listed(stacks: Settings) -> None:
     s = stacks
-    with pytest.raises(NoCoverageError, match="no 2023 feature stacks") as err:
+    with pytest.raises(NoCoverageError, match="no 2023 feature stack covers") as err:
         predict_aoi(CROSSING, 2023, _model(), open_store(s), open_catalog(s), s)
     assert err.value.missing and all("/" in m for m in err.value.missing)
 
@@ -177,3 +179,89 @@ def test_kept_rows_are_bounded_per_subtile(stacks: Settings) -> None:
     p = predict_aoi(CROSSING, YEAR, _model(), open_store(s), open_catalog(s), s, keep_rows=100)
     assert p.pixels > 1000 and len(p.rows) <= 100 * len(p.composite_items) and len(p.rows) == len(p.row_codes)
     assert p.rows.shape[1] == len(NAMES)
+
+
+def _zone30_stacks_under(aoi: object, s: Settings) -> list[grid.Subtile]:
+    """Every subtile of the zone-30 tile whose footprint meets ``aoi``, owned or not (MGRS tiles overlap)."""
+    from shapely.ops import transform as shp_transform
+
+    t = grid.tile_of_point(-0.002, 39.954)
+    to_utm = Transformer.from_crs(4326, t.epsg, always_xy=True).transform
+    x0, y0, x1, y1 = shp_transform(to_utm, aoi).bounds  # type: ignore[arg-type]
+    step = SIZE * grid.RES_M
+    return [
+        grid.Subtile(t, r, c, SIZE)
+        for r in range(int((t.uly - y1) // step), int((t.uly - y0) // step) + 1)
+        for c in range(int((x0 - t.ulx) // step), int((x1 - t.ulx) // step) + 1)
+    ]
+
+
+def test_pixels_whose_owner_has_no_stack_come_from_any_stack_covering_them(settings: Settings) -> None:
+    """Only the zone-30 tile's stacks exist; the zone-31 tile owns half the AOI but its stacks were never
+    built: those pixels come from the zone-30 stacks (nearest neighbour), and the whole AOI is classified."""
+    s = settings.model_copy(update={"subtile_size": SIZE})
+    store, catalog = open_store(s), open_catalog(s)
+    built = _zone30_stacks_under(CROSSING, s)
+    for st in built:
+        write_stack(store, catalog, YEAR, st, NAMES)
+    owners = grid.subtiles_for_geometry(CROSSING, SIZE)
+    assert {st.tile.name for st in owners} - {st.tile.name for st in built}  # some owners have no stack
+    p = predict_aoi(CROSSING, YEAR, _model(), store, catalog, s)
+    assert p.classified_fraction == 1.0 and p.unclassified_ha == 0
+    assert set(p.composite_items) <= {f"{YEAR}-{st.tile.name}-{st.id}" for st in built}
+    footprint = served_footprint(YEAR, catalog)
+    assert footprint is not None and footprint.contains(CROSSING)
+    # Outside every stack's footprint: a 422 naming the subtiles that have none.
+    far = box(0.2, 39.951, 0.205, 39.955)
+    with pytest.raises(NoCoverageError, match="GET /coverage") as err:
+        predict_aoi(far, YEAR, _model(), store, catalog, s)
+    assert err.value.missing and all(m.startswith("31") for m in err.value.missing)
+
+
+def test_the_quality_band_tells_observed_filled_missing_and_unclassified(settings: Settings) -> None:
+    """Quality per pixel from the stack's qa_* bands: observed (k clear dates), gap-filled, missing features
+    (classified only by a model that accepts them), unclassified; fractions in the answer add up."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from terracover.missing import declare_accepts_missing
+    from terracover.observation import FILLED, NOT_CLASSIFIED, OBSERVED, PARTIAL
+
+    names = ["spring_B04", "summer_B04", "dem"]
+    s = settings.model_copy(update={"subtile_size": SIZE})
+    store, catalog = open_store(s), open_catalog(s)
+    st = grid.subtile_of_point(-0.3, 39.5, SIZE)
+    values = pixel_values(st, names)
+    qa = np.full((2, *st.shape), 2, dtype=np.float32)  # spring, summer: 2 clear dates each
+    qa[1, 40:80] = 0  # rows 40-79: summer interpolated
+    qa[1, 80:120], values[1, 80:120] = np.nan, np.nan  # rows 80-119: summer missing
+    qa[:, 120:], values[:2, 120:] = np.nan, np.nan  # rows 120-: nothing seen (terrain only)
+    write_stack(store, catalog, YEAR, st, [*names, "qa_spring", "qa_summer"], values=np.concatenate([values, qa]))
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 1, (2000, 3)).astype(np.float32)
+    y = np.digitize(x[:, 0] + x[:, 1], [0.7, 1.3]) + 1
+    x[rng.random(2000) < 0.2, 1] = np.nan
+    plain = LoadedModel(f"landcover-{YEAR}", "1", "run", names, DecisionTreeClassifier(max_depth=5).fit(
+        np.nan_to_num(x), y), "0" * 64, "sha")  # fmt: skip
+    aware = LoadedModel(f"landcover-{YEAR}", "2", "run", names, declare_accepts_missing(
+        HistGradientBoostingClassifier(max_iter=20).fit(x, y)), "0" * 64, "sha")  # fmt: skip
+    x0, y0 = st.transform * (0, 0)
+    x1, y1 = st.transform * (st.shape[1], st.shape[0])
+    aoi = shp_transform(Transformer.from_crs(st.crs, 4326, always_xy=True).transform, box(x0, y1, x1, y0).buffer(-25))
+    for model, partial in ((plain, NOT_CLASSIFIED), (aware, PARTIAL)):
+        p = predict_aoi(aoi, YEAR, model, store, catalog, s)
+        with rasterio.open(store.path(p.key)) as src:
+            assert src.descriptions[2:] == ("quality", "clear_observations")
+            cls, quality, clear = src.read(1), src.read(3), src.read(4)
+            off = round((src.transform.f - st.transform.f) / 10)  # output row of the stack's row r: r + off
+
+        def at(stack_row: int, quality: np.ndarray = quality, off: int = off) -> set[int]:
+            row = quality[stack_row + off]
+            return set(np.unique(row[row > 0]).tolist())
+
+        assert at(10) == {OBSERVED} and at(60) == {FILLED} and at(100) == {partial} and at(150) == {NOT_CLASSIFIED}
+        assert set(np.unique(clear[quality == OBSERVED]).tolist()) == {4}  # 2 + 2 clear dates
+        assert ((cls > 0) == np.isin(quality, [OBSERVED, FILLED, PARTIAL])).all()
+        q = p.quality_fractions
+        assert sum(q.values()) == pytest.approx(1.0, abs=1e-5)
+        assert p.classified_fraction == pytest.approx(q["observed"] + q["gap_filled"] + q["missing_features"], abs=1e-5)
+        assert p.gap_filled_fraction == q["gap_filled"] > 0
+        assert (q["missing_features"] > 0) == (model is aware)

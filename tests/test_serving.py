@@ -297,11 +297,24 @@ def test_browser_draws_an_aoi_and_sees_the_layer(service: str) -> None:
         page.wait_for_function("document.body.dataset.resultLayer === 'shown'")
         filled = page.locator(".leaflet-overlay-pane path").count()
         confidence = page.inner_text("#confidence")
+        classified = page.inner_text("#classified")
         page.screenshot(path=str(shots / "map.png"))
+        # The quality toggle swaps the class polygons for the quality layer, and back.
+        page.check("#show-quality")
+        page.wait_for_function("document.body.dataset.layer === 'quality'")
+        quality_fills = page.evaluate(
+            "Array.from(document.querySelectorAll('.leaflet-overlay-pane path')).map(p => p.getAttribute('fill'))"
+        )
+        page.screenshot(path=str(shots / "map-quality.png"))
+        page.uncheck("#show-quality")
+        page.wait_for_function("document.body.dataset.layer === 'classes'")
+        coverage_year = page.evaluate("document.body.dataset.coverage")
         browser.close()
     assert not errors, errors
     assert filled >= 2  # the AOI outline and at least one class polygon
-    assert confidence.endswith("%")
+    assert confidence.endswith("%") and "observed" in classified, classified
+    assert "#1a9641" in quality_fills or "#fdae61" in quality_fills, quality_fills  # observed or gap-filled
+    assert coverage_year == str(YEAR)  # the served footprint was fetched and drawn for the selected year
 
 
 def test_model_cache_keeps_serving_when_mlflow_is_unreachable(

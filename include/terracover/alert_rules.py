@@ -21,6 +21,7 @@ MEAN_24H = "terracover:prediction_confidence:mean24h"
 REQUESTS_24H = "terracover:predictions:increase24h"
 ERROR_RATIO = "terracover:prediction_error_ratio:rate15m"
 DRIFT_MAX = "terracover:feature_drift_psi:max"
+COVERAGE_24H = "terracover:prediction_classified_fraction:mean24h"
 
 
 def rules(s: Settings) -> dict[str, Any]:
@@ -41,6 +42,11 @@ def rules(s: Settings) -> dict[str, Any]:
             "/ sum by (year) (rate(terracover_predictions_total[15m]))",
         },
         {"record": DRIFT_MAX, "expr": "max by (year) (terracover_feature_drift_psi)"},
+        {
+            "record": COVERAGE_24H,
+            "expr": f"sum by (year) (increase(terracover_prediction_classified_fraction_sum[{window}])) "
+            f"/ sum by (year) (increase(terracover_prediction_classified_fraction_count[{window}]))",
+        },
     ]
     alerts = [
         {
@@ -79,6 +85,20 @@ def rules(s: Settings) -> dict[str, Any]:
                 "description": "The largest feature PSI for {{ $labels.year }} is {{ $value | humanize }}"
                 f" (> {s.drift_psi_threshold}): users ask about land the model has not learned.",
                 "runbook_url": f"{RUNBOOK}#drift",
+            },
+        },
+        {
+            "alert": "TerracoverLowCoverage",
+            "expr": f"{COVERAGE_24H} < {s.coverage_threshold}"
+            f" and on (year) {REQUESTS_24H} >= {s.confidence_min_requests}",
+            "for": s.coverage_alert_for,
+            "labels": {"severity": "warning", "team": "terracover"},
+            "annotations": {
+                "summary": "Land-cover maps for {{ $labels.year }} have holes",
+                "description": f"On average {{{{ $value | humanizePercentage }}}} of the pixels asked for"
+                f" {{{{ $labels.year }}}} over the last {window} got a class (threshold {s.coverage_threshold}):"
+                " composites lack clear observations there; ingest more scenes or check gap filling.",
+                "runbook_url": f"{RUNBOOK}#low-coverage",
             },
         },
     ]

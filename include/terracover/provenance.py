@@ -52,6 +52,8 @@ def prediction_item(
             "terracover:avg_confidence": round(p.avg_confidence, 6),
             "terracover:class_areas_ha": p.class_areas_ha,
             "terracover:unclassified_ha": p.unclassified_ha,
+            "terracover:classified_fraction": p.classified_fraction,
+            "terracover:quality_fractions": p.quality_fractions,
             "terracover:pixels": p.pixels,
             "proj:epsg": p.crs.to_epsg(),
             "proj:shape": list(p.shape),

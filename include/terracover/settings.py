@@ -118,6 +118,10 @@ class Settings(BaseSettings):
     confidence_alert_for: str = Field(default="1h", pattern=r"^\d+[smhd]$", description="...for this long.")
     confidence_window: str = Field(default="24h", pattern=r"^\d+[smhd]$", description="Mean confidence window.")
     confidence_min_requests: int = Field(default=1, ge=1, description="Requests in the window before alerting.")
+    coverage_threshold: float = Field(
+        default=0.95, gt=0, le=1, description="TerracoverLowCoverage fires when the mean classified share is below."
+    )
+    coverage_alert_for: str = Field(default="1h", pattern=r"^\d+[smhd]$", description="...for this long.")
     error_ratio_threshold: float = Field(default=0.05, gt=0, lt=1)
     drift_psi_threshold: float = Field(default=0.25, gt=0)
     alert_poll_s: float = Field(default=30.0, gt=0, description="How often Airflow's alert sensor polls.")

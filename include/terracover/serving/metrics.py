@@ -12,6 +12,8 @@ from functools import cache
 from prometheus_client import Counter, Gauge, Histogram
 
 FRACTION_BUCKETS = tuple(round(0.05 * i, 2) for i in range(1, 21))
+# Finer near 1: a map is expected to be (nearly) complete, and the alert threshold sits there.
+COVERAGE_BUCKETS = (0.5, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 0.999, 1.0)
 SECONDS_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0)
 
 
@@ -19,6 +21,7 @@ SECONDS_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0
 class Metrics:
     predictions: Counter
     confidence: Histogram
+    classified_fraction: Histogram
     seconds: Histogram
     pixels: Counter
     drift: Gauge
@@ -38,6 +41,12 @@ def metrics() -> Metrics:
             "Per-request mean over AOI pixels of the maximum class probability",
             ["year", "model_version"],
             buckets=FRACTION_BUCKETS,
+        ),
+        classified_fraction=Histogram(
+            "terracover_prediction_classified_fraction",
+            "Per-request share of the AOI's pixels that got a class (observed or gap-filled features)",
+            ["year"],
+            buckets=COVERAGE_BUCKETS,
         ),
         seconds=Histogram("terracover_prediction_seconds", "Prediction latency", ["year"], buckets=SECONDS_BUCKETS),
         pixels=Counter("terracover_pixels_classified", "Pixels classified", ["year", "model_version"]),

@@ -21,6 +21,8 @@ from typing import Any, Literal
 
 import bentoml
 import numpy as np
+from pyproj import Geod
+from shapely.geometry import mapping
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response
@@ -38,6 +40,7 @@ from terracover.predict import (
     Prediction,
     classify,
     predict_aoi,
+    served_footprint,
     validate_aoi,
 )
 from terracover.provenance import prediction_item, record
@@ -95,6 +98,17 @@ async def download_view(request: Request) -> Response:
     return RedirectResponse(svc.store.url(key))
 
 
+async def coverage_view(request: Request) -> Response:
+    """``GET /coverage?year=``: the exact footprint /predict serves for a year (union of its stack footprints)."""
+    year = request.query_params.get("year", "")
+    if not year.isdigit():
+        return JSONResponse({"error": "give the year as a query parameter: /coverage?year=2023"}, 400)
+    body = await _to_thread(_service().coverage_feature, int(year))
+    if body is None:
+        return JSONResponse({"error": f"no {year} feature stacks: run build_composites for {year}"}, 404)
+    return JSONResponse(body)
+
+
 async def _to_thread(fn: Any, *args: Any) -> Any:
     import anyio
 
@@ -105,6 +119,7 @@ web = Starlette(
     routes=[
         Route("/", index),
         Route("/models", models_view),
+        Route("/coverage", coverage_view),
         Route("/admin/reload", reload_view, methods=["POST"]),
         Route("/predictions/{year}/{name}", download_view),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
@@ -330,6 +345,9 @@ class LandCover:
             "class_areas_ha": p.class_areas_ha,
             "unclassified_ha": p.unclassified_ha,
             "pixels": p.pixels,
+            "classified_fraction": p.classified_fraction,
+            "gap_filled_fraction": p.gap_filled_fraction,
+            "quality_fractions": p.quality_fractions,
             "raster_url": self.store.url(p.key),
             "download_path": f"/predictions/{year}/{p.prediction_id}.tif",
             "stac_item": stac,
@@ -337,6 +355,7 @@ class LandCover:
         }
         if p.geojson is not None:
             answer["geojson"] = p.geojson
+            answer["quality_geojson"] = p.quality_geojson
         return answer
 
     # --- helpers ---------------------------------------------------------------------------------------
@@ -356,6 +375,7 @@ class LandCover:
         m, y, v = self.metrics, str(p.year), model.version
         m.predictions.labels(y, v, "ok").inc()
         m.confidence.labels(y, v).observe(p.avg_confidence)
+        m.classified_fraction.labels(y).observe(p.classified_fraction)
         m.seconds.labels(y).observe(seconds)
         m.pixels.labels(y, v).inc(p.pixels)
         m.models_loaded.labels(y, v).set(1)
@@ -398,6 +418,19 @@ class LandCover:
             )
         except Exception:
             log.exception("shadow scoring failed for %s", p.prediction_id)
+
+    def coverage_feature(self, year: int) -> dict[str, Any] | None:
+        """The served footprint of ``year`` as a GeoJSON Feature (None when the year has no stacks)."""
+        footprint = served_footprint(year, self.catalog)
+        if footprint is None:
+            return None
+        area_m2, _ = Geod(ellps="WGS84").geometry_area_perimeter(footprint)
+        return {
+            "type": "Feature",
+            "geometry": mapping(footprint),
+            "properties": {"year": year, "area_km2": round(abs(area_m2) / 1e6, 3)},
+            "bbox": list(footprint.bounds),
+        }
 
     def models_overview(self) -> dict[str, Any]:
         """Years served, their champion (and shadow) versions, the covered area and the class legend."""

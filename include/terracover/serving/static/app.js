@@ -1,10 +1,13 @@
 // The map page: draw or upload an AOI, POST /predict with format "geojson", show the classes, legend and
-// confidence, link the stored GeoTIFF. No basemap tiles: the page must work offline; the covered region of each
-// year is drawn instead so users know where composites exist.
+// confidence, link the stored GeoTIFF. No basemap tiles: the page must work offline; the exact footprint each
+// year is served over (GET /coverage) is drawn instead. A toggle swaps the classes for the quality layer
+// (observed / gap-filled / missing features / unclassified).
 "use strict";
 
 const map = L.map("map", { zoomControl: true }).setView([40, 0], 10);
-const state = { aoi: null, aoiLayer: null, resultLayer: null, coverage: {}, classes: [], drawing: false, corners: [] };
+const state = {
+  aoi: null, aoiLayer: null, resultLayer: null, qualityLayer: null, coverage: {}, classes: [], drawing: false, corners: [],
+};
 const $ = (id) => document.getElementById(id);
 
 function setStatus(text, isError = false) {
@@ -27,13 +30,19 @@ function setAoi(geojson) {
   setStatus("AOI ready: press Classify.");
 }
 
-function showCoverage(year) {
-  const bbox = state.coverage[year];
-  if (!bbox) return;
+async function showCoverage(year) {
+  if (!year) return;
+  if (!state.coverage[year]) {
+    const r = await fetch(`/coverage?year=${encodeURIComponent(year)}`);
+    if (!r.ok) return;
+    state.coverage[year] = await r.json();
+  }
   if (state.coverageLayer) map.removeLayer(state.coverageLayer);
-  const bounds = [[bbox[1], bbox[0]], [bbox[3], bbox[2]]];
-  state.coverageLayer = L.rectangle(bounds, { color: "#2a6df4", weight: 1, fillOpacity: 0.05 }).addTo(map);
-  if (!state.aoi) map.fitBounds(bounds);
+  state.coverageLayer = L.geoJSON(state.coverage[year], {
+    style: { color: "#2a6df4", weight: 1, fillOpacity: 0.05 }, interactive: false,
+  }).addTo(map);
+  document.body.dataset.coverage = String(year);
+  if (!state.aoi) map.fitBounds(state.coverageLayer.getBounds());
 }
 
 async function loadModels() {
@@ -47,7 +56,6 @@ async function loadModels() {
     opt.value = y.year;
     opt.textContent = `${y.year} (v${y.champion.version})`;
     select.appendChild(opt);
-    state.coverage[y.year] = y.coverage_bbox;
   }
   if (body.years.length) select.value = String(Math.max(...body.years.map((y) => y.year)));  // newest first
   const legend = document.querySelector("#legend ul");
@@ -58,10 +66,19 @@ async function loadModels() {
     legend.appendChild(li);
   }
   if (body.years.length === 0) setStatus("No year has an approved model yet.", true);
-  else showCoverage(select.value);
+  else await showCoverage(select.value);
 }
 
 $("year").addEventListener("change", (e) => showCoverage(e.target.value));
+
+$("show-quality").addEventListener("change", (e) => showLayer(e.target.checked));
+
+function showLayer(quality) {
+  const [on, off] = quality ? [state.qualityLayer, state.resultLayer] : [state.resultLayer, state.qualityLayer];
+  if (off && map.hasLayer(off)) map.removeLayer(off);
+  if (on && !map.hasLayer(on)) on.addTo(map);
+  document.body.dataset.layer = quality ? "quality" : "classes";
+}
 
 $("draw").addEventListener("click", () => {
   state.drawing = !state.drawing;
@@ -117,12 +134,19 @@ $("predict").addEventListener("click", async () => {
 });
 
 function showResult(body) {
-  if (state.resultLayer) map.removeLayer(state.resultLayer);
+  for (const layer of [state.resultLayer, state.qualityLayer]) if (layer) map.removeLayer(layer);
   state.resultLayer = L.geoJSON(body.geojson, {
     style: (f) => ({ color: colourOf(f.properties.class_code), weight: 0, fillOpacity: 0.75 }),
-  }).addTo(map);
+  });
+  state.qualityLayer = L.geoJSON(body.quality_geojson, {
+    style: (f) => ({ color: f.properties.colour, weight: 0, fillOpacity: 0.75 }),
+  });
+  showLayer($("show-quality").checked);
   document.body.dataset.resultLayer = "shown";
   $("confidence").textContent = `${(100 * body.avg_confidence).toFixed(1)} %`;
+  const q = body.quality_fractions || {};
+  const pct = (v) => `${(100 * (v || 0)).toFixed(1)} %`;
+  $("classified").textContent = `${pct(body.classified_fraction)} (observed ${pct(q.observed)}, gap-filled ${pct(q.gap_filled)}, missing features ${pct(q.missing_features)})`;
   $("model").textContent = `${body.model.name} v${body.model.version}`;
   const tbody = document.querySelector("#areas tbody");
   tbody.innerHTML = "";
