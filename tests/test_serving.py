@@ -239,6 +239,34 @@ def test_models_and_readiness_details(service: str, champion_version: str) -> No
     assert ready["ready"] and ready["mlflow"]["reachable"] and ready["years"][str(YEAR)]["champion"]
 
 
+def test_coverage_is_the_served_footprint_and_any_half_km_aoi_inside_gets_a_map(service: str) -> None:
+    """GET /coverage answers the union of the year's stack footprints; 0.5 km AOIs drawn at random anywhere
+    inside it (also over subtiles whose owner tile has no stack) each get 200 with a map."""
+    r = httpx.get(f"{service}/coverage", params={"year": YEAR})
+    assert r.status_code == 200, r.text
+    footprint = shape(r.json()["geometry"])
+    assert footprint.is_valid and footprint.contains(box(WEST + 0.001, SOUTH + 0.001, EAST - 0.001, NORTH - 0.001))
+    assert httpx.get(f"{service}/coverage").status_code == 400
+    assert httpx.get(f"{service}/coverage", params={"year": 1999}).status_code == 404
+    rng = np.random.default_rng(14)
+    half_km_lat, half_km_lon = 0.0045, 0.0045 / np.cos(np.radians(SOUTH))
+    minx, miny, maxx, maxy = footprint.bounds
+    drawn = 0
+    while drawn < 6:
+        x, y = rng.uniform(minx, maxx - half_km_lon), rng.uniform(miny, maxy - half_km_lat)
+        aoi = box(x, y, x + half_km_lon, y + half_km_lat)
+        if not footprint.contains(aoi):
+            continue
+        drawn += 1
+        answer = predict(service, mapping(aoi))
+        assert answer.status_code == 200, (aoi.bounds, answer.text)
+        body = answer.json()
+        assert body["pixels"] > 0 and 0 < body["classified_fraction"] <= 1
+        assert sum(body["quality_fractions"].values()) == pytest.approx(1, abs=1e-4)
+        with rasterio.open(_raster(body)) as src:
+            assert src.count == 4 and src.descriptions[2] == "quality"
+
+
 def test_new_champion_is_answered_after_reload_and_shadow_is_scored(service: str, champion_version: str) -> None:
     new = train_and_approve("rf_fast", seed=7)
     assert predict(service, ONE_TILE_AOI).json()["model"]["version"] == champion_version  # not reloaded yet

@@ -59,16 +59,17 @@ def has_observation(values: np.ndarray, features: Sequence[str], axis: int = -1)
 def status(values: np.ndarray, qa: np.ndarray | None, axis: int = -1) -> np.ndarray:
     """OBSERVED / FILLED / PARTIAL per row (``axis`` = the feature axis of ``values`` and the season axis of
     ``qa``, which holds the ``qa_bands_for`` seasons). Rows with missing features are PARTIAL here; whether
-    they get classified is the model's business (:func:`terracover.routing.accepts_missing`)."""
-    complete = np.isfinite(values).all(axis=axis)
+    they get classified is the model's business (:func:`terracover.missing.accepts_missing`)."""
+    return status_of(np.isfinite(values).all(axis=axis), qa, axis)
+
+
+def status_of(complete: np.ndarray, qa: np.ndarray | None, axis: int = -1) -> np.ndarray:
+    """:func:`status` from the rows' completeness (every feature finite) and their ``qa`` values."""
     if qa is None or qa.shape[axis] == 0:
-        filled = np.zeros_like(complete)
-    else:
-        with np.errstate(invalid="ignore"):
-            filled = (qa < 1).any(axis=axis)  # 0 interpolated, -1 fallback (NaN compares False: missing)
-    out = np.full(complete.shape, PARTIAL, dtype=np.uint8)
-    out[complete] = np.where(filled[complete], FILLED, OBSERVED)
-    return out
+        return np.where(complete, np.uint8(OBSERVED), np.uint8(PARTIAL))
+    with np.errstate(invalid="ignore"):
+        filled = (qa < 1).any(axis=axis)  # 0 interpolated, -1 fallback (NaN compares False: missing)
+    return np.where(complete, np.where(filled, np.uint8(FILLED), np.uint8(OBSERVED)), np.uint8(PARTIAL))
 
 
 def clear_count(qa: np.ndarray | None, axis: int = -1) -> np.ndarray | None:

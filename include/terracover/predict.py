@@ -384,11 +384,14 @@ def _classify_part(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Classify a (F, h, w) window's pixels (those in ``mask``, or all): (h, w) class codes, confidences,
     quality (observation status, NOT_CLASSIFIED where no class) and clear-observation counts."""
-    features = values[:n_model]
-    quality = observation.status(features, qa, axis=0)
-    use = observation.has_observation(features, model.features, axis=0)
-    if not accepts_missing(model.estimator):
-        use &= quality != PARTIAL
+    finite = np.isfinite(values[:n_model])
+    complete = finite.all(axis=0)
+    quality = observation.status_of(complete, qa, axis=0)
+    if accepts_missing(model.estimator):
+        seasonal = observation.seasonal(model.features)  # terrain alone is no observation
+        use = finite[seasonal].any(axis=0) if seasonal.any() else complete
+    else:
+        use = complete.copy()
     if mask is not None:
         use &= mask
     X = np.ascontiguousarray(values[:, use].T)  # (n, F) float32: just these pixels
