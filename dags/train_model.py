@@ -72,7 +72,7 @@ class RecordedApprovalOperator(ApprovalOperator):
 
 # The names of terracover.train.CONFIGS, default first: literal so parsing stays light (tests/test_train.py keeps
 # them equal).
-CONFIGS = ["mlp_hgb", "rf_fast_hgb", "rf_fast", "rf_full", "lgbm", "hgb", "mlp"]
+CONFIGS = ["rf_fast_hgb", "mlp_hgb", "rf_fast", "rf_full", "lgbm", "hgb", "mlp"]
 
 
 @dag(
