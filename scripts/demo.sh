@@ -93,26 +93,7 @@ done
 wait_http "$TERRACOVER_SERVING_URL/readyz" "the prediction service with a model" 300
 for year in $YEARS; do
   step "A prediction for the whole region, $year"
-  python - "$year" <<'PY'
-import sys, httpx
-from terracover.settings import get_settings
-w, s, e, n = get_settings().region_bbox
-year = int(sys.argv[1])
-aoi = {"type": "Polygon", "coordinates": [[[w, s], [e, s], [e, n], [w, n], [w, s]]]}
-url = get_settings().serving_url
-r = httpx.post(f"{url}/predict", json={"aoi": aoi, "year": year}, timeout=600)
-a = r.json()
-if r.status_code != 200:
-    sys.exit(f"demo: POST /predict {year} -> {r.status_code}: {a}")
-print(f"   POST /predict {year}: {a['elapsed_ms']:.0f} ms, model {a['model']['name']} v{a['model']['version']},"
-      f" mean confidence {a['avg_confidence']:.3f}")
-for name, ha in sorted(a["class_areas_ha"].items(), key=lambda kv: -kv[1]):
-    print(f"     {name:<22} {ha:>9.2f} ha")
-print(f"     {'(no clear observation)':<22} {a['unclassified_ha']:>9.2f} ha: pixels cloudy in every date of a season")
-print(f"   map: {a['raster_url']}\n   provenance: STAC item {a['prediction_id']} in terracover-predictions")
-metrics = httpx.get(f"{url}/metrics", timeout=30).text.splitlines()
-print("   " + "\n   ".join(m for m in metrics if m.startswith(("terracover_predictions_total", "terracover_pixels"))))
-PY
+  python -m terracover.region_report "$year"  # class areas, classified share of the region, observed/filled split
 done
 echo "   map page: $TERRACOVER_SERVING_URL/  (draw an AOI, pick a year)"
 

@@ -14,6 +14,7 @@ import logging
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -236,13 +237,17 @@ def train(
         chosen = select_features(x[full], y[full], candidates, rfe_target, seed)
         log.info("RFE kept %d of %d features: %s", len(chosen), len(candidates), chosen)
         x = x[:, [candidates.index(f) for f in chosen]]
+    from terracover.routing import one_openmp_thread
+
     estimator = build_estimator(config, seed)
     t0 = time.perf_counter()
-    estimator.fit(x, y)
+    with one_openmp_thread() if config.family == "hist_gradient_boosting" else nullcontext():
+        estimator.fit(x, y)
     seconds = time.perf_counter() - t0
     if config.accepts_missing:
         declare_accepts_missing(estimator)  # serving and evaluation give it the rows with missing features
-    speed = measure_throughput(estimator, len(chosen), like=x)
+    with one_openmp_thread() if config.family == "hist_gradient_boosting" else nullcontext():
+        speed = measure_throughput(estimator, len(chosen), like=x)
     log.info(
         "trained %s on %d rows x %d features in %.1fs; %.0f pixels/s",
         config.name,
