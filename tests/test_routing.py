@@ -115,3 +115,13 @@ def test_observation_status_and_what_counts_as_seen() -> None:
     # Terrain alone (dem) is not an observation: that pixel stays unclassified.
     seen = has_observation(values, ["spring_B04", "summer_B04", "dem"])
     np.testing.assert_array_equal(seen, [True, True, False, True])
+
+
+def test_qa_columns_survive_the_canonical_table(gappy: pd.DataFrame) -> None:
+    import io
+
+    from terracover.dataset import canonical_bytes
+
+    back = pd.read_parquet(io.BytesIO(canonical_bytes(gappy)))
+    assert [c for c in back.columns if c.startswith("qa_")] == ["qa_spring", "qa_summer", "qa_autumn"]
+    assert feature_columns(back) == FEATURES and back[FEATURES].isna().any().any()

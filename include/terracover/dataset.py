@@ -193,7 +193,7 @@ def spatial_split(
 
 def canonical_bytes(table: pd.DataFrame) -> bytes:
     """The table as deterministic Parquet bytes: sorted rows, fixed column order and types."""
-    feats = feature_columns(table)
+    feats = [*feature_columns(table), *quality_columns(table.columns)]  # qa_* meta columns kept, after features
     t = table.sort_values("point_id").reset_index(drop=True)[[*META, *feats]].copy()
     t[feats] = t[feats].astype(np.float32)
     for col in ("year", "class_code", "row", "col"):
