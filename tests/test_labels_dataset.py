@@ -252,12 +252,15 @@ def _good_table(n_per_class: int = 6) -> pd.DataFrame:
 def test_quality_gate_passes_a_good_table_and_names_every_defect() -> None:
     good = validate_training_table(_good_table(), min_samples_per_class=5)
     assert good.passed and good.evaluated > 10, good.markdown()
+    cloudy = _good_table()
+    cloudy.loc[cloudy.index[3], "summer_B04"] = np.nan  # a season never seen there: kept for NaN-aware models
+    assert validate_training_table(cloudy, min_samples_per_class=5).passed
 
     bad = _good_table()
     bad = bad[bad.class_code != 4]  # no water
     bad.loc[bad.index[0], "summer_ndvi"] = 7.0  # an NDVI can never be 7
     bad.loc[bad.index[1], "point_id"] = bad.point_id.iloc[2]  # duplicate point
-    bad.loc[bad.index[3], "summer_B04"] = np.nan
+    bad.loc[bad.index[3:], "summer_B04"] = np.nan  # missing at most points: broken data, not clouds
     report = validate_training_table(bad, min_samples_per_class=5)
     text = report.markdown()
     assert not report.passed
