@@ -35,15 +35,23 @@ def quality_columns(columns: Iterable[str]) -> list[str]:
     return [c for c in columns if is_quality_column(c)]
 
 
+def _season(feature: str) -> str | None:
+    """The feature's season; None for terrain and for names outside the catalogue (no stack band says)."""
+    try:
+        return parse_feature(feature).season
+    except KeyError:
+        return None
+
+
 def qa_bands_for(features: Sequence[str]) -> list[str]:
     """``qa_{season}`` of every season the features draw on (terrain draws on none), in season order."""
-    seasons = {parse_feature(f).season for f in features}
+    seasons = {_season(f) for f in features}
     return [f"{QA_PREFIX}{s.name}" for s in SEASONS if s.name in seasons]
 
 
 def seasonal(features: Sequence[str]) -> np.ndarray:
     """Boolean mask of the features that come from a season (not terrain)."""
-    return np.array([parse_feature(f).season is not None for f in features], dtype=bool)
+    return np.array([_season(f) is not None for f in features], dtype=bool)
 
 
 def has_observation(values: np.ndarray, features: Sequence[str], axis: int = -1) -> np.ndarray:
