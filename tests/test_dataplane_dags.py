@@ -55,7 +55,7 @@ def test_second_ingest_does_nothing_new(dataplane: dict) -> None:
 
 def test_composites_are_cogs_with_feature_bands(dataplane: dict, monkeypatch: pytest.MonkeyPatch) -> None:
     from terracover.catalog import COMPOSITES_COLLECTION, open_catalog
-    from terracover.features import all_features
+    from terracover.features import SEASONS, all_features
 
     s = _settings_for(dataplane["env"], monkeypatch)
     items = open_catalog(s).search(collections=[COMPOSITES_COLLECTION], properties={"terracover:year": YEAR})
@@ -65,12 +65,21 @@ def test_composites_are_cogs_with_feature_bands(dataplane: dict, monkeypatch: py
         path = Path(s.store_uri) / item.assets["features"].extra_fields["terracover:key"]
         valid, errors, _ = cog_validate(str(path))
         assert valid, errors
+        qa_names = [f"qa_{season.name}" for season in SEASONS]
         with rasterio.open(path) as src:
-            assert list(src.descriptions) == all_features()
+            assert list(src.descriptions) == [*all_features(), *qa_names]
             assert src.dtypes[0] == "float32"
             ndvi = src.read(src.descriptions.index("summer_ndvi") + 1)
+            qa = src.read([src.descriptions.index(n) + 1 for n in qa_names])
         assert (ndvi[np.isfinite(ndvi)] <= 1).all()
         assert min(item.properties["terracover:valid_fraction"].values()) > 0.2
+        # gap filling is on by default: the quality bands say how each season was obtained, the item sums them up
+        assert set(np.unique(qa[np.isfinite(qa)])) <= {-1.0, 0.0} | set(range(1, 100))
+        quality = item.properties["terracover:season_quality"]
+        assert item.properties["terracover:gap_fill"] == "on" and list(quality) == [s.name for s in SEASONS]
+        for k, q in enumerate(quality.values()):
+            assert q["observed"] == pytest.approx(float((qa[k] >= 1).mean()), abs=1e-5)
+            assert q["observed"] + q["filled"] + q["missing"] == pytest.approx(1.0, abs=1e-5)
 
 
 def test_killed_stack_build_leaves_nothing_and_rebuild_is_identical(dataplane: dict, tmp_path: Path) -> None:

@@ -140,7 +140,16 @@ def build_one_stack(year: int, tile: str, subtile: str, settings: Settings | Non
 
     s = settings or get_settings()
     st = grid.subtile(tile, subtile, s.subtile_size)
-    return asdict(build_stack(year, st, open_store(s), ready_catalog(s), max_out_of_range=s.stack_max_out_of_range))
+    return asdict(
+        build_stack(
+            year,
+            st,
+            open_store(s),
+            ready_catalog(s),
+            max_out_of_range=s.stack_max_out_of_range,
+            gap_fill=s.gap_fill,
+        )
+    )
 
 
 def stack_count(year: int, settings: Settings | None = None) -> int:

@@ -52,6 +52,12 @@ class Settings(BaseSettings):
         description="in-place: catalog the source's COG hrefs and read windows where they are; copy: copy the"
         " region's bands into the store; auto: in-place for sources of public COGs (stac), copy otherwise.",
     )
+    gap_fill: Literal["on", "linear", "off"] = Field(
+        default="on",
+        description="Seasons without a clear observation: 'on' interpolates linearly in time, then falls back to"
+        " the other end of the year (cyclic); 'linear' interpolates only; 'off' leaves them NaN"
+        " (terracover.gapfill).",
+    )
     dem_source: Literal["simulator", "cop-dem-glo-30", "aster-gdem"] = "simulator"
     dem_stac_api_url: str = "https://earth-search.aws.element84.com/v1"
     dem_collection: str = "cop-dem-glo-30"

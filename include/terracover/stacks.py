@@ -1,9 +1,11 @@
 """Per-subtile feature stacks: seasonal cloud-masked medians, indices and terrain in ONE float32 COG.
 
 ``composites/{year}/{tile}/{subtile}/features.tif`` has one band per feature (descriptions = feature names,
-nodata NaN) on the subtile's 10 m grid. The build reads only the subtile's window of each ingested scene, in
-row blocks, so memory stays bounded whatever the number of dates; the median kernel is
-:func:`terracover.composite.composite_bands`.
+nodata NaN) on the subtile's 10 m grid, then one ``qa_{season}`` band per season saying how each pixel's season
+was obtained (observed with k clear observations, interpolated, fallback, missing: :mod:`terracover.gapfill`).
+The build reads only the subtile's window of each ingested scene, in blocks, one season at a time, so memory
+stays bounded whatever the number of dates; the median kernel is :func:`terracover.composite.composite_bands`,
+seasons without a clear observation are filled by the ``gap_fill`` policy.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from terracover.catalog import COMPOSITES_COLLECTION, DEM_COLLECTION, SCENES_COL
 from terracover.cog import write_cog
 from terracover.composite import composite_bands, iter_windows
 from terracover.dem import TERRAIN_BANDS
+from terracover.gapfill import SeasonEdges, day_offset, fill_gaps, qa_band_name, quality_fractions, season_edges
 from terracover.grid import Subtile
 from terracover.keys import scene_key, stack_key, terrain_key
 from terracover.radiometry import OffsetError, dn_offsets
@@ -55,6 +58,7 @@ class StackResult:
     scenes: int
     seconds: float
     valid_fraction: dict[str, float]
+    season_quality: dict[str, dict[str, float]] | None = None
 
 
 def _season_scenes(catalog: Catalog, year: int, tile: str) -> dict[str, list[pystac.Item]]:
@@ -66,13 +70,14 @@ def _season_scenes(catalog: Catalog, year: int, tile: str) -> dict[str, list[pys
             properties={"terracover:tile": tile},
             datetime=f"{start.isoformat()}T00:00:00Z/{end.isoformat()}T23:59:59Z",
         )
-        by_season[season.name] = items
+        by_season[season.name] = sorted(items, key=lambda i: (i.datetime, i.id))  # time order: gap filling
     return by_season
 
 
-def _inputs_digest(names: Sequence[str], scenes: dict[str, list[pystac.Item]]) -> str:
+def _inputs_digest(names: Sequence[str], scenes: dict[str, list[pystac.Item]], gap_fill: str) -> str:
     ids = {s: [i.id for i in items] for s, items in sorted(scenes.items())}
-    return hashlib.sha256(json.dumps({"features": list(names), "scenes": ids}).encode()).hexdigest()
+    inputs = {"features": list(names), "scenes": ids, "gap_fill": gap_fill}
+    return hashlib.sha256(json.dumps(inputs).encode()).hexdigest()
 
 
 def common_dn_base(items: Sequence[pystac.Item], bands: Sequence[str]) -> tuple[list[dict[str, int]], np.ndarray]:
@@ -152,11 +157,14 @@ def build_stack(
     feature_names: Sequence[str] | None = None,
     overwrite: bool = False,
     max_out_of_range: float = DEFAULT_MAX_OUT_OF_RANGE,
+    gap_fill: str = "on",
 ) -> StackResult:
     """Build (or skip, if its inputs have not changed) the feature stack of one subtile and year.
 
     Fails (:class:`terracover.stackguard.PhysicalRangeError`) before writing anything when more than
     ``max_out_of_range`` of a season's valid pixels in any optical band lie outside the physical range.
+    ``gap_fill`` is the policy of :mod:`terracover.gapfill` (``settings.gap_fill``): with it on, a season
+    without any scene (or without a clear observation at a pixel) is filled from the rest of the year.
     """
     t0 = time.perf_counter()
     names = list(feature_names or feat.all_features())
@@ -164,7 +172,7 @@ def build_stack(
     key = stack_key(year, subtile)
     item_id = stack_item_id(year, subtile)
     scenes = _season_scenes(catalog, year, tile)
-    digest = _inputs_digest(names, scenes)
+    digest = _inputs_digest(names, scenes, gap_fill)
     existing = catalog.get_item(COMPOSITES_COLLECTION, item_id)
     if (
         not overwrite
@@ -180,20 +188,26 @@ def build_stack(
             sum(map(len, scenes.values())),
             0.0,
             existing.properties.get("terracover:valid_fraction", {}),
+            existing.properties.get("terracover:season_quality"),
         )
     specs = [feat.parse_feature(n) for n in names]
-    seasons_needed = sorted({s.season for s in specs if s.season is not None})
+    seasons_needed = [s.name for s in feat.SEASONS if any(f.season == s.name for f in specs)]
     missing = [s for s in seasons_needed if not scenes[s]]
-    if missing:
+    if missing and (gap_fill == "off" or not any(scenes.values())):
         raise LookupError(
             f"stack {item_id}: no ingested scenes for season(s) {missing} of {year} on tile {tile};"
             " run ingest_scenes for that window first"
         )
+    # with gap filling every season of the year is read: a gap is filled from its neighbours
+    seasons_read = [s.name for s in feat.SEASONS] if gap_fill != "off" else seasons_needed
+    year_start = feat.SEASONS[0].window(year)[0]
+    period = (feat.SEASONS[-1].window(year)[1] - year_start).days + 1
+    centres = [(sum(day_offset(d, year_start) for d in feat.SEASON_BY_NAME[s].window(year))) / 2 for s in seasons_read]
     lut = valid_scl_lut()
     height, width = subtile.shape
-    out = np.full((len(names), height, width), np.nan, dtype=np.float32)
+    qa_names = [qa_band_name(s) for s in seasons_needed]
+    out = np.full((len(names) + len(qa_names), height, width), np.nan, dtype=np.float32)
     terrain = _read_terrain(store, catalog, subtile)
-    valid_counts = {s: 0 for s in seasons_needed}
     guard = RangeGuard()
     windows = list(iter_windows(height, width, block=BLOCK_ROWS))
     # Each scene raster is opened once for the whole subtile and read block by block (one GDAL environment).
@@ -201,23 +215,43 @@ def build_stack(
         for i, window in enumerate(windows, start=1):
             rs = slice(int(window.row_off), int(window.row_off + window.height))
             cs = slice(int(window.col_off), int(window.col_off + window.width))
-            season_refl: dict[str, dict[str, np.ndarray]] = {}
-            for season in seasons_needed:
+            h, w = int(window.height), int(window.width)
+            medians = np.full((len(seasons_read), len(SPECTRAL_BANDS), h, w), np.nan, dtype=np.float32)
+            edges: list[SeasonEdges] = []
+            for k, season in enumerate(seasons_read):
+                if not scenes[season]:
+                    edges.append(SeasonEdges.empty(len(SPECTRAL_BANDS), h, w))
+                    continue
                 values, scl, base, floor = _read_stack(
                     store, scenes[season], tile, subtile, window, SPECTRAL_BANDS, rasters
                 )
+                days = [day_offset(it.datetime.date(), year_start) for it in scenes[season] if it.datetime]
+                season_edge = season_edges(values, scl, lut, days)
                 med = composite_bands(values, scl, lut)
-                valid_counts[season] += int(np.isfinite(med[0]).sum())
-                med -= base[:, None, None].astype(np.float32)  # signed: negative reflectance is kept
-                season_refl[season] = feat.composite_to_values(dict(zip(SPECTRAL_BANDS, med, strict=True)))
-                guard.add(season, season_refl[season], floor)
-            block = feat.compute_feature_stack(
+                del values, scl
+                shift = base[:, None, None].astype(np.float32)  # signed: negative reflectance is kept
+                med -= shift
+                season_edge.first_value -= shift
+                season_edge.last_value -= shift
+                medians[k] = med
+                edges.append(season_edge)
+                if season in seasons_needed:  # the physical-range guard judges observations, before any filling
+                    guard.add(season, feat.composite_to_values(dict(zip(SPECTRAL_BANDS, med, strict=True))), floor)
+            qa = fill_gaps(medians, edges, centres, period, gap_fill)
+            season_refl = {
+                s: feat.composite_to_values(dict(zip(SPECTRAL_BANDS, medians[k], strict=True)))
+                for k, s in enumerate(seasons_read)
+                if s in seasons_needed
+            }
+            out[: len(names), rs, cs] = feat.compute_feature_stack(
                 season_refl, terrain[0][rs, cs], terrain[1][rs, cs], terrain[2][rs, cs], names
             )
-            out[:, rs, cs] = block
+            for j, season in enumerate(seasons_needed):
+                out[len(names) + j, rs, cs] = qa[seasons_read.index(season)]
             log.info("stack %s: block %d/%d (rows %d-%d)", item_id, i, len(windows), rs.start, rs.stop)
-    valid = {s: round(c / (height * width), 4) for s, c in valid_counts.items()}
     guard.enforce(item_id, scenes, max_out_of_range)
+    quality = {s: quality_fractions(out[len(names) + j]) for j, s in enumerate(seasons_needed)}
+    valid = {s: round(q["observed"], 4) for s, q in quality.items()}
     with store.writer(key, suffix=".tif") as path:
         write_cog(
             path,
@@ -225,7 +259,7 @@ def build_stack(
             subtile.transform,
             subtile.crs,
             nodata=float("nan"),
-            descriptions=names,
+            descriptions=[*names, *qa_names],
             tags={
                 "terracover:year": str(year),
                 "terracover:tile": tile,
@@ -235,10 +269,13 @@ def build_stack(
         )
     item = _stack_item(year, subtile, store, key, names, scenes, digest, valid)
     item.properties.update(guard.summary())
+    item.properties.update(
+        {"terracover:quality_bands": qa_names, "terracover:season_quality": quality, "terracover:gap_fill": gap_fill}
+    )
     catalog.upsert_items([item])
     seconds = round(time.perf_counter() - t0, 3)
-    log.info("stack %s: %d features written to %s in %.1fs (valid: %s)", item_id, len(names), key, seconds, valid)
-    return StackResult(key, item_id, False, sum(map(len, scenes.values())), seconds, valid)
+    log.info("stack %s: %d features written to %s in %.1fs (quality: %s)", item_id, len(names), key, seconds, quality)
+    return StackResult(key, item_id, False, sum(map(len, scenes.values())), seconds, valid, quality)
 
 
 def _read_terrain(store: ObjectStore, catalog: Catalog, subtile: Subtile) -> np.ndarray:
