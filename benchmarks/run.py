@@ -22,10 +22,12 @@ from benchmarks import (
     bench_catalog,
     bench_classify,
     bench_composite,
+    bench_gapfill,
     bench_realdata,
     bench_reliability,
     bench_scale,
     bench_serving,
+    bench_simulator,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -125,6 +127,8 @@ def sections(quick: bool) -> list[tuple[str, Any, Any]]:
         ("realdata", lambda: bench_realdata.run(n_folds=3 if quick else 5), bench_realdata.format_table),
         ("serving", lambda: bench_serving.run(requests=requests, clients=4, repeat=2 if quick else 5),
          bench_serving.format_table),
+        ("simulator", lambda: bench_simulator.run(timing=not quick), bench_simulator.format_table),
+        ("gapfill", bench_gapfill.run, bench_gapfill.format_table),
         ("airflow", airflow_parse, format_airflow),
         ("airflow_dag_test", airflow_dag_test, format_dag_test),
         ("planning", bench_scale.planning, bench_scale.format_planning),

@@ -127,7 +127,7 @@ def build_stack_batch(
     store, catalog = open_store(s), ready_catalog(s)
 
     def one(st: grid.Subtile) -> Any:
-        return build_stack(year, st, store, catalog)
+        return build_stack(year, st, store, catalog, max_out_of_range=s.stack_max_out_of_range, gap_fill=s.gap_fill)
 
     results = fanout.run_parallel(one, subs, fanout.worker_count(s.batch_workers, len(subs)))
     built = [r for r in results if not r.skipped]
