@@ -33,7 +33,9 @@ def _timed(cfg: Any) -> dict[str, float]:
     }
 
 
-def run(year: int = 2023, climates: tuple[str, ...] = ("mediterranean", "temperate", "atlantic"), timing: bool = True):
+def run(
+    year: int = 2023, climates: tuple[str, ...] = ("mediterranean", "temperate", "atlantic"), timing: bool = True
+) -> dict[str, Any]:
     from terracover.settings import get_settings
     from terracover.simulate import SimulationConfig, plan_scenes
 
@@ -45,10 +47,11 @@ def run(year: int = 2023, climates: tuple[str, ...] = ("mediterranean", "tempera
     out: dict[str, Any] = {"region": list(s.region_bbox), "year": year, "max_cloud_cover": s.max_cloud_cover}
     out["plans"] = plans
     if timing:
-        base = {"region_bbox": s.region_bbox, "year": year, "subtile_size": s.subtile_size}
         out["timing"] = {
-            "12 dates (3 per season)": _timed(SimulationConfig(**base, dates_per_season=3)),
-            "every overpass": _timed(SimulationConfig(**base)),
+            "12 dates (3 per season)": _timed(
+                SimulationConfig(s.region_bbox, year, dates_per_season=3, subtile_size=s.subtile_size)
+            ),
+            "every overpass": _timed(SimulationConfig(s.region_bbox, year, subtile_size=s.subtile_size)),
         }
     return out
 
