@@ -4,7 +4,8 @@ Data (real, ``../shared/data/eolearn_testeopatch``, Slovenia, 1 km², LULC land-
 68-date Sentinel-2 NDVI series with its real cloud masks (CLM). The stack year 2017 (December 2016 to November
 2017) holds 35 of those dates. Features: the four seasonal NDVI medians (``winter_ndvi`` .. ``autumn_ndvi``) plus
 ``dem``, ``slope``, ``aspect``, built with the project's own code (``composite.composite_bands``,
-``gapfill.season_edges`` / ``fill_gaps``, ``terrain.slope_aspect``). NDVI is handed to the uint16 kernels as
+``gapfill.season_edges`` / ``fill_gaps``; labels and terrain from ``tests/eolearn_patch.py``, shared with the
+real-data test and ``bench_realdata``). NDVI is handed to the uint16 kernels as
 DN = round((NDVI + 1) x 10000): linear, so interpolating DNs interpolates NDVI.
 
 Scenarios hide a growing share of each pixel's clear dates (drawn per pixel and date), or every date of one
@@ -51,18 +52,6 @@ def ndvi_year(root: Path, year: int) -> tuple[list[date], np.ndarray, np.ndarray
     return [stamps[i] for i in keep], dn, ~cloud
 
 
-def terrain(root: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Real elevation, and slope and aspect from the project's terrain code (edge-padded: no NaN border)."""
-    import rasterio
-    from terracover.terrain import slope_aspect
-
-    with rasterio.open(root / "geotiff_derived" / "DEM.tif") as src:
-        dem = src.read(1).astype(np.float32)
-        res_x, res_y = abs(src.transform.a), abs(src.transform.e)
-    slope, aspect = slope_aspect(np.pad(dem, 1, mode="edge"), res_x, res_y)
-    return dem, slope[1:-1, 1:-1], aspect[1:-1, 1:-1]
-
-
 def seasonal_ndvi(
     days: list[date], dn: np.ndarray, clear: np.ndarray, year: int, policy: str
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -93,15 +82,6 @@ def seasonal_ndvi(
     return medians[:, 0] / 10000 - 1, qa
 
 
-def labels(root: Path) -> np.ndarray:
-    """(H, W) terracover class codes of the real LULC raster (0 = no label)."""
-    lulc = np.load(root / "mask_timeless" / "LULC.npy")[..., 0]
-    out = np.zeros(lulc.shape, dtype=np.int64)
-    for code, cls in {1: 6, 2: 7, 3: 2, 4: 3, 8: 1}.items():  # cultivated, forest, grassland, shrubland, artificial
-        out[lulc == code] = cls
-    return out
-
-
 def hide(clear: np.ndarray, days: list[date], how: float | str, year: int, seed: int) -> np.ndarray:
     """A copy of the clear mask with a share of each pixel's clear dates, or one season's dates, hidden."""
     from terracover.features import SEASON_BY_NAME
@@ -129,15 +109,16 @@ def _nan_aware() -> tuple[str, Any]:
 
 
 def _fit_predict(model: Any, table: pd.DataFrame, features: list[str], test: np.ndarray) -> np.ndarray:
-    """Class codes of the ``test`` rows (0 where the model may not classify), trained on the ``train`` rows."""
-    from terracover.missing import classifiable_rows
-    from terracover.train import train
+    """Class codes of the ``test`` rows (0 where the model may not classify), trained on the ``train`` rows.
 
-    if isinstance(model, str):
-        estimator = train(table, model, features).estimator
-    else:
-        train_rows = table[table["split"] == "train"]
-        estimator = model.fit(train_rows[features].to_numpy(np.float32), train_rows["class_code"].to_numpy())
+    A config name is built by ``train.build_estimator`` (the estimator ``train.train`` fits, without its
+    throughput measurement)."""
+    from terracover.missing import classifiable_rows
+    from terracover.train import CONFIGS, build_estimator
+
+    estimator = build_estimator(CONFIGS[model], 42) if isinstance(model, str) else model
+    train_rows = table[table["split"] == "train"]
+    estimator.fit(train_rows[features].to_numpy(np.float32), train_rows["class_code"].to_numpy())
     x = table.loc[test, features].to_numpy(np.float32)
     out = np.zeros(len(x), dtype=np.int64)
     ok = classifiable_rows(estimator, x)
@@ -149,6 +130,8 @@ def _fit_predict(model: Any, table: pd.DataFrame, features: list[str], test: np.
 def run(root: Path = PATCH, folds: int = 3, block: int = 20, seed: int = 42) -> dict[str, Any]:
     from terracover.features import SEASONS
     from terracover.train import DEFAULT_CONFIG
+
+    from tests.eolearn_patch import labels, terrain
 
     if not (root / "data" / "NDVI.npy").exists():
         return {"skipped": f"real patch not found under {root}"}

@@ -41,17 +41,22 @@ def load_scenes(root: Path) -> tuple[list[str], list[str], np.ndarray, np.ndarra
     return dates, bands, np.stack(values, axis=1), np.stack(scl)
 
 
+def terrain(root: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Real elevation, and slope and aspect from the project's terrain code (edge-padded: no NaN border)."""
+    with rasterio.open(geotiffs(root) / "DEM.tif") as src:
+        dem = src.read(1).astype(np.float32)
+        res_x, res_y = abs(src.transform.a), abs(src.transform.e)
+    slope, aspect = slope_aspect(np.pad(dem, 1, mode="edge"), res_x, res_y)
+    return dem, slope[1:-1, 1:-1], aspect[1:-1, 1:-1]
+
+
 def feature_stack(root: Path) -> np.ndarray:
     """(F, H, W) float32 stack of :data:`FEATURES`: the masked median, indices and terrain, as build_stack does."""
     _, bands, values, scl = load_scenes(root)
     optical = values[[bands.index(b) for b in OPTICAL]]
     median = composite_bands(np.ascontiguousarray(optical), scl, valid_scl_lut())
     refl = composite_to_values(dict(zip(OPTICAL, median, strict=True)))
-    with rasterio.open(geotiffs(root) / "DEM.tif") as src:
-        dem = src.read(1).astype(np.float32)
-        res_x, res_y = abs(src.transform.a), abs(src.transform.e)
-    slope, aspect = slope_aspect(np.pad(dem, 1, mode="edge"), res_x, res_y)  # padded: no NaN border
-    return compute_feature_stack({SEASON: refl}, dem, slope[1:-1, 1:-1], aspect[1:-1, 1:-1], FEATURES)
+    return compute_feature_stack({SEASON: refl}, *terrain(root), FEATURES)
 
 
 def labels(root: Path) -> np.ndarray:
