@@ -79,7 +79,7 @@ def retrain_on_alert() -> None:
         ctx = get_current_context()
         alerts = ctx["params"].get("alerts") or ctx["ti"].xcom_pull(task_ids="wait_for_alert") or []
         name = ctx["params"]["alertname"]
-        decisions = [decide_year(y, name) for y in years_of(alerts)]
+        decisions = [decide_year(y, name, get_settings()) for y in years_of(alerts)]
         log = logging.getLogger("terracover")
         for d in decisions:
             log.log(logging.INFO if d.retrain else logging.WARNING, "alert %s, year %d: %s", name, d.year, d.reason)

@@ -50,6 +50,9 @@ split, logs params/metrics/artifacts/lineage to MLflow and registers a version w
 metrics side by side, both confusion matrices, data added, MLflow link). **Approve** -> `promote` sets
 `champion` (or `shadow` with `shadow_first`), `approved_by` = the responder; then `notify_serving` POSTs
 `/admin/reload` (best effort). **Reject** -> `record_rejection` tags the version; the champion stays.
+
+Each task is a call to a JSON-in/JSON-out step of `terracover.model_plane` (tested without Airflow in
+`tests/test_model_plane.py`); this file only wires them.
 """
 
 DAG_ID = "train_model"
@@ -132,90 +135,23 @@ def train_model() -> None:
     @task
     def train_and_register(job: dict[str, Any]) -> dict[str, Any]:
         setup_logging()
-        from dataclasses import asdict
-
-        from terracover import registry
-        from terracover.dataset import load_table
-        from terracover.evaluate import evaluate_model
-        from terracover.settings import get_settings
-        from terracover.store import open_store
-        from terracover.train import train
+        from terracover.model_plane import train_and_register
 
         ctx = get_current_context()
-        s = get_settings()
-        reg = registry.open_registry(s)
+        params = ctx["params"]
         try:
-            table = load_table(job["year"], job.get("dataset_uri"), open_store(s))
+            return train_and_register(
+                job["year"], job.get("dataset_uri"), params["config"], params.get("rfe_target"), ctx["run_id"]
+            )
         except (FileNotFoundError, ValueError) as exc:  # missing or wrong data: a retry finds the same
             raise AirflowFailException(str(exc)) from exc
-        trained = train(
-            table.frame,
-            ctx["params"]["config"],
-            seed=s.random_seed,
-            rfe_target=ctx["params"].get("rfe_target"),
-        )
-        evaluation = evaluate_model(trained.estimator, table.frame, trained.features)
-        ref = registry.log_and_register(
-            reg,
-            trained,
-            evaluation,
-            table_uri=table.uri,
-            dataset_sha256=table.sha256,
-            year=job["year"],
-            dag_run_id=ctx["run_id"],
-            table=table.frame,
-        )
-        return {
-            "ref": asdict(ref),
-            "run_link": reg.run_link(ref),  # the task's "MLflow run" button (MlflowRunLink)
-            "dataset_uri": table.uri,
-            "metrics": evaluation.metrics(),
-            "throughput": trained.throughput_pixels_per_s,
-        }
 
     @task
     def compare_with_champion(result: dict[str, Any]) -> dict[str, Any]:
         setup_logging()
-        from terracover import registry
-        from terracover.dataset import data_added_summary, load_table
-        from terracover.evaluate import evaluate_model
-        from terracover.settings import get_settings
-        from terracover.store import open_store
+        from terracover.model_plane import compare_with_champion
 
-        s = get_settings()
-        store = open_store(s)
-        reg = registry.open_registry(s)
-        ref = registry.ModelRef(**result["ref"])
-        table = load_table(ref.year, result["dataset_uri"], store)
-        champ = registry.score_champion(reg, ref.year, table.frame)
-        # Re-score the challenger from the registry: proves the registered artifact loads and scores.
-        loaded = reg.load_version(ref)
-        evaluation = evaluate_model(loaded.estimator, table.frame, loaded.features)
-        comparison = registry.compare(
-            evaluation.metrics(), champ.metrics if champ else None, s.primary_metric, s.min_margin
-        )
-        if comparison.better:
-            registry.set_challenger(reg, ref)
-        added = data_added_summary(
-            table.frame,
-            load_table(ref.year, champ.dataset_uri, store).frame if champ and champ.dataset_uri else None,
-            table.uri,
-        )
-        link = reg.run_link(ref)
-        return {
-            "better": comparison.better,
-            "reason": comparison.reason,
-            "markdown": registry.approval_markdown(
-                ref,
-                evaluation,
-                comparison,
-                champ=champ,
-                data_added=added,
-                link=link,
-                throughput=result["throughput"],
-                importance=reg.importance(ref),
-            ),
-        }
+        return compare_with_champion(result)
 
     @task.short_circuit
     def needs_approval(comparison: dict[str, Any]) -> bool:
@@ -235,17 +171,13 @@ def train_model() -> None:
     def promote(result: dict[str, Any]) -> str:
         """Move the alias on the human's answer; a new champion updates `terracover_champion` (publish_map)."""
         setup_logging()
-        from terracover import registry
-        from terracover.settings import get_settings
+        from terracover.model_plane import promote
 
         ctx = get_current_context()
         response = ctx["ti"].xcom_pull(task_ids="approval", key=RESPONSE_KEY)
-        approval_record = registry.Approval.from_hitl_response(response)
-        ref = registry.ModelRef(**result["ref"])
-        alias = registry.approve(
-            registry.open_registry(get_settings()), ref, approval_record, shadow=bool(ctx["params"]["shadow_first"])
-        )
-        ctx["outlet_events"][CHAMPION_ASSET].extra = {"year": ref.year, "version": ref.version, "alias": alias}
+        alias = promote(result, response, shadow=bool(ctx["params"]["shadow_first"]))
+        ref = result["ref"]
+        ctx["outlet_events"][CHAMPION_ASSET].extra = {"year": ref["year"], "version": ref["version"], "alias": alias}
         return alias
 
     @task(trigger_rule=TriggerRule.ALL_SKIPPED)
@@ -255,37 +187,20 @@ def train_model() -> None:
         The model reference is pulled, not passed, so train_and_register is no upstream of the trigger rule.
         """
         setup_logging()
-        from terracover import registry
-        from terracover.settings import get_settings
+        from terracover.model_plane import record_rejection
 
         ti = get_current_context()["ti"]
         response = ti.xcom_pull(task_ids="approval", key=RESPONSE_KEY) or {}
-        if list(response.get("chosen_options") or []) != [ApprovalOperator.REJECT]:
+        if not record_rejection(ti.xcom_pull(task_ids="train_and_register"), response):
             raise AirflowSkipException("no rejection to record")
-        registry.reject(
-            registry.open_registry(get_settings()),
-            registry.ModelRef(**ti.xcom_pull(task_ids="train_and_register")["ref"]),
-            registry.responder(response),
-            "rejected in the Airflow approval task",
-        )
 
     @task(trigger_rule=TriggerRule.NONE_FAILED_MIN_ONE_SUCCESS)
     def notify_serving(alias: str) -> None:
         """Best effort: the service also polls the registry every ``model_refresh_s``."""
         setup_logging()
-        import logging
+        from terracover.model_plane import notify_serving
 
-        import httpx
-        from terracover.settings import get_settings
-
-        s = get_settings()
-        url = f"{s.serving_url.rstrip('/')}/admin/reload"
-        try:
-            r = httpx.post(url, headers={"Authorization": f"Bearer {s.reload_token.get_secret_value()}"}, timeout=10)
-            r.raise_for_status()
-            logging.getLogger("terracover").info("serving reloaded after %s change: %s", alias, r.text[:200])
-        except httpx.HTTPError as e:
-            logging.getLogger("terracover").warning("could not notify serving at %s (%s); it will poll", url, e)
+        notify_serving(alias)
 
     # XComArgs stand in for the task values at parse time (Any: mypy checks the task bodies, not the wiring).
     jobs: Any = plan()

@@ -6,12 +6,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-import pystac
-from pyproj import Transformer
-from shapely.geometry import box, mapping
-from shapely.ops import transform as shp_transform
 from terracover import grid
-from terracover.catalog import COMPOSITES_COLLECTION, Catalog, collection
+from terracover.catalog import COMPOSITES_COLLECTION, Catalog, cog_asset, collection, footprint_item
 from terracover.cog import write_cog
 from terracover.keys import stack_key
 from terracover.stacks import stack_item_id
@@ -51,14 +47,11 @@ def write_stack(
         write_cog(path, values, st.transform, st.crs, nodata=float("nan"), descriptions=list(names), overviews=False)
     if COMPOSITES_COLLECTION not in catalog.collections():
         catalog.add_collection(collection(COMPOSITES_COLLECTION, "test stacks"))
-    to_wgs84 = Transformer.from_crs(st.crs, 4326, always_xy=True).transform
-    footprint = shp_transform(to_wgs84, box(*st.bounds))
-    item = pystac.Item(
-        id=stack_item_id(year, st),
-        geometry=mapping(footprint),
-        bbox=list(footprint.bounds),
-        datetime=None,
-        properties={
+    item = footprint_item(
+        stack_item_id(year, st),
+        st.footprint_wgs84,
+        COMPOSITES_COLLECTION,
+        {
             "start_datetime": f"{year}-01-01T00:00:00Z",
             "end_datetime": f"{year}-12-31T23:59:59Z",
             "terracover:year": year,
@@ -66,11 +59,7 @@ def write_stack(
             "terracover:subtile": st.id,
             "terracover:features": [n for n in names if not n.startswith("qa_")],
         },
-        collection=COMPOSITES_COLLECTION,
     )
-    item.add_asset(
-        "features",
-        pystac.Asset(href=store.uri(key), media_type=pystac.MediaType.COG, extra_fields={"terracover:key": key}),
-    )
+    item.add_asset("features", cog_asset(store, key))
     catalog.upsert_items([item])
     return values

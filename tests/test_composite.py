@@ -79,7 +79,7 @@ def test_scl_codes(code: int) -> None:
     """Date 0 (DN 100) carries ``code``; date 1 (DN 300) is clear vegetation."""
     values = np.array([[[100]], [[300]]], dtype=np.uint16)
     scl = np.array([[[code]], [[SCL_VEGETATION]]], dtype=np.uint8)
-    # DESIGN: no data, saturated, cloud shadow, cloud medium/high, thin cirrus, snow are invalid
+    # docs/architecture.md section 3: no data, saturated, cloud shadow, cloud medium/high, thin cirrus, snow are invalid
     expected = 300.0 if code in {0, 1, 3, 8, 9, 10, 11} else 200.0
     assert composite(values, scl, LUT)[0, 0] == expected
 

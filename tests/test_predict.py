@@ -70,7 +70,7 @@ def stacks(settings: Settings) -> Settings:
 )
 def test_bad_aois_are_named(aoi: object, error: type[Exception], needle: str) -> None:
     with pytest.raises(error, match=needle):
-        validate_aoi(aoi, max_km2=500)
+        validate_aoi(aoi, max_km2=500, settings=Settings())
 
 
 def test_feature_collections_are_unioned() -> None:
@@ -81,7 +81,7 @@ def test_feature_collections_are_unioned() -> None:
             {"type": "Feature", "properties": {}, "geometry": mapping(box(0.02, 39, 0.03, 39.01))},
         ],
     }
-    assert validate_aoi(fc, max_km2=500).geom_type == "MultiPolygon"
+    assert validate_aoi(fc, max_km2=500, settings=Settings()).geom_type == "MultiPolygon"
 
 
 def test_output_grid_is_the_stacks_lattice() -> None:
@@ -170,7 +170,7 @@ def test_an_aoi_too_thin_for_any_pixel_centre_takes_the_pixels_it_touches(stacks
     x0, y0 = st.transform @ (50, 50)  # a pixel corner; the sliver stays between pixel centres
     to_wgs84 = Transformer.from_crs(st.crs, 4326, always_xy=True).transform
     sliver = Polygon([to_wgs84(x, y) for x, y in [(x0 + 1, y0), (x0 + 3, y0), (x0 + 3, y0 - 300), (x0 + 1, y0 - 300)]])
-    p = predict_aoi(validate_aoi(mapping(sliver), 500), YEAR, _model(), open_store(s), open_catalog(s), s)
+    p = predict_aoi(validate_aoi(mapping(sliver), 500, settings=s), YEAR, _model(), open_store(s), open_catalog(s), s)
     assert 25 <= p.pixels <= 40  # one column of 30 pixels (a lon/lat sliver may clip a neighbour)
 
 

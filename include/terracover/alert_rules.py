@@ -110,9 +110,9 @@ def rules(s: Settings) -> dict[str, Any]:
     }
 
 
-def render(s: Settings | None = None) -> str:
-    return HEADER + yaml.safe_dump(rules(s or get_settings()), sort_keys=False, width=120)
+def render(s: Settings) -> str:
+    return HEADER + yaml.safe_dump(rules(s), sort_keys=False, width=120)
 
 
 if __name__ == "__main__":
-    sys.stdout.write(render())
+    sys.stdout.write(render(get_settings()))

@@ -15,11 +15,17 @@ from collections.abc import Iterable, Mapping, Sequence
 from contextlib import closing
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pystac
+from shapely.geometry import mapping
 
-from terracover.settings import Settings, get_settings
+from terracover.settings import Settings
+
+if TYPE_CHECKING:
+    from shapely.geometry.base import BaseGeometry
+
+    from terracover.store import ObjectStore
 
 SCENES_COLLECTION = "terracover-scenes"
 DEM_COLLECTION = "terracover-dem"
@@ -45,6 +51,46 @@ def collection(
         pystac.SpatialExtent([list(extent_bbox)]), pystac.TemporalExtent([[datetime(2015, 6, 23, tzinfo=UTC), None]])
     )
     return pystac.Collection(id=cid, description=description, extent=extent, license="other")
+
+
+def cog_asset(
+    store: ObjectStore, key: str, title: str | None = None, extra: Mapping[str, Any] | None = None
+) -> pystac.Asset:
+    """A COG the store holds as a data asset: ``href`` its URI, ``terracover:key`` its store key (CONTRACTS.md)."""
+    return pystac.Asset(
+        href=store.uri(key),
+        media_type=pystac.MediaType.COG,
+        roles=["data"],
+        title=title,
+        extra_fields={"terracover:key": key, **(extra or {})},
+    )
+
+
+def footprint_item(
+    item_id: str,
+    footprint: BaseGeometry,
+    collection_id: str,
+    properties: dict[str, Any],
+    when: datetime | None = None,
+) -> pystac.Item:
+    """An item whose geometry and bbox are ``footprint`` (WGS84, e.g. ``grid.Subtile.footprint_wgs84``);
+    without ``when`` the properties must hold ``start_datetime``/``end_datetime``."""
+    return pystac.Item(
+        id=item_id,
+        geometry=mapping(footprint),
+        bbox=list(footprint.bounds),
+        datetime=when,
+        properties=properties,
+        collection=collection_id,
+    )
+
+
+def publish_item(catalog: Catalog, item: pystac.Item, description: str) -> dict[str, Any]:
+    """Upsert ``item``, creating its collection (with ``description``) on first use; returns the item's JSON."""
+    if item.collection_id not in catalog.collections():
+        catalog.add_collection(collection(str(item.collection_id), description))
+    catalog.upsert_items([item])
+    return item.to_dict(include_self_link=False, transform_hrefs=False)
 
 
 def _as_item(item: pystac.Item | Mapping[str, Any]) -> dict[str, Any]:
@@ -309,9 +355,8 @@ def _pool(dsn: str) -> Any:
         return _POOLS[dsn]
 
 
-def open_catalog(settings: Settings | None = None) -> Catalog:
+def open_catalog(settings: Settings) -> Catalog:
     """The catalog named by ``settings.catalog_uri``: a folder (embedded) or a PostgreSQL DSN (pgSTAC)."""
-    s = settings or get_settings()
-    if s.catalog_is_pgstac:
-        return PgStacCatalog(s.catalog_uri)
-    return EmbeddedCatalog(Path(s.catalog_uri))
+    if settings.catalog_is_pgstac:
+        return PgStacCatalog(settings.catalog_uri)
+    return EmbeddedCatalog(Path(settings.catalog_uri))

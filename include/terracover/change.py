@@ -22,14 +22,21 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pystac
-from shapely.geometry import mapping
 from shapely.geometry.base import BaseGeometry
 
 from terracover import classes
-from terracover.catalog import MODELS_COLLECTION, PREDICTIONS_COLLECTION, Catalog, collection
+from terracover.catalog import (
+    MODELS_COLLECTION,
+    PREDICTIONS_COLLECTION,
+    Catalog,
+    cog_asset,
+    footprint_item,
+    publish_item,
+)
 from terracover.cog import write_cog
+from terracover.errors import BadRequestError
 from terracover.keys import change_key
-from terracover.predict import BadRequestError, predict_aoi
+from terracover.predict import predict_aoi
 from terracover.store import ObjectStore
 
 if TYPE_CHECKING:
@@ -151,7 +158,7 @@ def detect_change(
     to_model: LoadedModel,
     store: ObjectStore,
     catalog: Catalog,
-    settings: Settings | None = None,
+    settings: Settings,
 ) -> Change:
     """Classify a validated AOI three times (see module doc), write the change COG and summarise."""
     if from_year == to_year:
@@ -201,12 +208,11 @@ def detect_change(
 def change_item(ch: Change, store: ObjectStore, serving_git_sha: str) -> pystac.Item:
     """The change's STAC item: both models and the three predictions it was made from."""
     p = ch.predictions["from"]
-    item = pystac.Item(
-        id=ch.change_id,
-        geometry=mapping(p.aoi),
-        bbox=list(p.aoi.bounds),
-        datetime=datetime.now(UTC),
-        properties={
+    item = footprint_item(
+        ch.change_id,
+        p.aoi,
+        CHANGES_COLLECTION,
+        {
             "terracover:from_year": ch.from_year,
             "terracover:to_year": ch.to_year,
             "terracover:models": {
@@ -226,16 +232,14 @@ def change_item(ch: Change, store: ObjectStore, serving_git_sha: str) -> pystac.
             "proj:shape": list(p.shape),
             "proj:transform": list(p.transform)[:6],
         },
-        collection=CHANGES_COLLECTION,
+        datetime.now(UTC),
     )
     item.add_asset(
         "change",
-        pystac.Asset(
-            href=store.uri(ch.key),
-            media_type=pystac.MediaType.COG,
-            roles=["data"],
+        cog_asset(
+            store,
+            ch.key,
             title="from*16+to class codes (band 1), smaller confidence of the two years in percent (band 2)",
-            extra_fields={"terracover:key": ch.key},
         ),
     )
     for role, m in ch.models.items():
@@ -248,7 +252,4 @@ def change_item(ch: Change, store: ObjectStore, serving_git_sha: str) -> pystac.
 
 
 def record_change(item: pystac.Item, catalog: Catalog) -> dict[str, Any]:
-    if CHANGES_COLLECTION not in catalog.collections():
-        catalog.add_collection(collection(CHANGES_COLLECTION, "Land-cover change between two years' maps"))
-    catalog.upsert_items([item])
-    return item.to_dict(include_self_link=False, transform_hrefs=False)
+    return publish_item(catalog, item, "Land-cover change between two years' maps")

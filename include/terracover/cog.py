@@ -12,8 +12,8 @@ import rasterio.errors
 from affine import Affine
 from rasterio.crs import CRS
 
-# zstd + predictor costs ~3x the write time of uncompressed but a fraction of the bytes (FIELD-NOTES); the
-# stacks are written once and read many times, so smaller objects win.
+# zstd + predictor costs ~3x the write time of uncompressed but a fraction of the bytes (docs/architecture.md
+# section 5); the stacks are written once and read many times, so smaller objects win.
 _PREDICTOR = {np.dtype("float32"): 3, np.dtype("float64"): 3}
 
 

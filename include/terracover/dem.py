@@ -14,17 +14,15 @@ import numpy as np
 import pystac
 import rasterio
 from affine import Affine
-from pyproj import Transformer
 from rasterio.enums import Resampling
 from rasterio.warp import reproject
-from shapely.geometry import box, mapping
-from shapely.ops import transform as shp_transform
+from shapely.geometry import box
 
 from terracover import grid
-from terracover.catalog import DEM_COLLECTION, Catalog
+from terracover.catalog import DEM_COLLECTION, Catalog, cog_asset, footprint_item
 from terracover.cog import write_cog
 from terracover.keys import terrain_key
-from terracover.settings import Settings, get_settings
+from terracover.settings import Settings
 from terracover.sources.base import gdal_href
 from terracover.store import ObjectStore
 from terracover.terrain import slope_aspect
@@ -105,13 +103,12 @@ class ArchiveDemSource(DemSource):
         return next(iter(item.assets.values())).href
 
 
-def open_dem_source(settings: Settings | None = None) -> DemSource:
-    s = settings or get_settings()
-    if s.dem_source == "cop-dem-glo-30":
-        return StacDemSource(s.dem_stac_api_url, s.dem_collection, "cop-dem-glo-30")
-    if s.dem_source == "aster-gdem":
-        return StacDemSource(s.cmr_stac_url, "ASTGTM_003", "aster-gdem", token_env="EARTHDATA_TOKEN")
-    return ArchiveDemSource(s.home / "archive")
+def open_dem_source(settings: Settings) -> DemSource:
+    if settings.dem_source == "cop-dem-glo-30":
+        return StacDemSource(settings.dem_stac_api_url, settings.dem_collection, "cop-dem-glo-30")
+    if settings.dem_source == "aster-gdem":
+        return StacDemSource(settings.cmr_stac_url, "ASTGTM_003", "aster-gdem", token_env="EARTHDATA_TOKEN")
+    return ArchiveDemSource(settings.home / "archive")
 
 
 def reproject_sources(
@@ -159,9 +156,7 @@ def build_terrain(
     width = round((bounds[2] - bounds[0]) / RESOLUTION_M) + 2
     height = round((bounds[3] - bounds[1]) / RESOLUTION_M) + 2
     transform = Affine(RESOLUTION_M, 0, bounds[0] - pad, 0, -RESOLUTION_M, bounds[3] + pad)
-    footprint = shp_transform(
-        Transformer.from_crs(t.epsg, 4326, always_xy=True).transform, box(*bounds).segmentize(1000)
-    )
+    footprint = grid.bounds_wgs84(bounds, t.epsg)
     west, south, east, north = footprint.bounds
     items = source.search((west, south, east, north))
     if not items:
@@ -183,12 +178,11 @@ def build_terrain(
             descriptions=TERRAIN_BANDS,
             tags={"terracover:dem_source": source.name},
         )
-    item = pystac.Item(
-        id=f"{tile_name}-terrain",
-        geometry=mapping(footprint),
-        bbox=list(footprint.bounds),
-        datetime=None,
-        properties={
+    item = footprint_item(
+        f"{tile_name}-terrain",
+        footprint,
+        DEM_COLLECTION,
+        {
             "start_datetime": "2000-01-01T00:00:00Z",
             "end_datetime": "2100-01-01T00:00:00Z",
             "terracover:tile": tile_name,
@@ -196,16 +190,7 @@ def build_terrain(
             "terracover:dem_items": [i.id for i in items],
             "proj:epsg": t.epsg,
         },
-        collection=DEM_COLLECTION,
     )
-    item.add_asset(
-        "terrain",
-        pystac.Asset(
-            href=store.uri(key),
-            media_type=pystac.MediaType.COG,
-            roles=["data"],
-            extra_fields={"terracover:key": key},
-        ),
-    )
+    item.add_asset("terrain", cog_asset(store, key))
     catalog.upsert_items([item])
     return key

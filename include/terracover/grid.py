@@ -1,4 +1,4 @@
-"""Sentinel-2 MGRS tiles and the subtile grid (DESIGN.md section 3).
+"""Sentinel-2 MGRS tiles and the subtile grid (docs/architecture.md section 3).
 
 A tile is 10980 x 10980 px at 10 m (109.8 km) in its UTM zone. Its upper-left corner is the upper-left corner of
 its MGRS 100 km square snapped outward to the 60 m lattice (29RKH: square K at easting 200000 -> ULX 199980;

@@ -1,8 +1,8 @@
 """Copy the bands a region needs from a scene source into the object store, once, and catalog them.
 
-Scenes land under ``scenes/{tile}/{date}/{band}.tif`` (DESIGN.md section 3), clipped to the region snapped out to
-whole subtiles of the tile, at each band's native resolution, as COGs. Ingestion is idempotent: a band object
-that exists is not fetched again, and catalog upserts replace rather than duplicate.
+Scenes land under ``scenes/{tile}/{date}/{band}.tif`` (docs/architecture.md section 3), clipped to the region
+snapped out to whole subtiles of the tile, at each band's native resolution, as COGs. Ingestion is idempotent: a
+band object that exists is not fetched again, and catalog upserts replace rather than duplicate.
 """
 
 from __future__ import annotations
@@ -15,14 +15,11 @@ from typing import Any
 
 import pystac
 from affine import Affine
-from pyproj import Transformer
 from rasterio.enums import Resampling
-from shapely.geometry import box, mapping
-from shapely.ops import transform as shp_transform
 
 from terracover import grid
 from terracover.bands import BAND_BY_NAME, SCL, SPECTRAL_BANDS
-from terracover.catalog import SCENES_COLLECTION, Catalog
+from terracover.catalog import SCENES_COLLECTION, Catalog, footprint_item
 from terracover.cog import write_cog
 from terracover.keys import scene_key
 from terracover.radiometry import (
@@ -77,8 +74,6 @@ def catalog_item(
     offset per band and the dark-target check (:mod:`terracover.radiometry`), which is what compositing reads.
     """
     t = grid.tile(tile)
-    to_wgs84 = Transformer.from_crs(t.epsg, 4326, always_xy=True).transform
-    footprint = shp_transform(to_wgs84, box(*bounds).segmentize(1000))
     props = {
         k: v
         for k, v in item.properties.items()
@@ -95,14 +90,7 @@ def catalog_item(
             "proj:epsg": t.epsg,
         }
     )
-    out = pystac.Item(
-        id=item.id,
-        geometry=mapping(footprint),
-        bbox=list(footprint.bounds),
-        datetime=item.datetime,
-        properties=props,
-        collection=SCENES_COLLECTION,
-    )
+    out = footprint_item(item.id, grid.bounds_wgs84(bounds, t.epsg), SCENES_COLLECTION, props, item.datetime)
     day = scene_day(item)
     for band in bands:
         key = scene_key(tile, day, band)

@@ -46,12 +46,13 @@ from shapely.validation import explain_validity
 from terracover import classes, grid, observation
 from terracover.catalog import COMPOSITES_COLLECTION, Catalog
 from terracover.cog import write_cog
+from terracover.errors import AoiTooLargeError, BadRequestError, NoCoverageError
 from terracover.fastpath import compile_proba
 from terracover.features import select_bands
 from terracover.keys import prediction_key
 from terracover.missing import UNCLASSIFIED, accepts_missing, classifiable_rows
 from terracover.observation import FILLED, NOT_CLASSIFIED, OBSERVED, PARTIAL, STATUS_NAMES
-from terracover.settings import Settings, get_settings
+from terracover.settings import Settings
 from terracover.stacks import stack_item_id
 from terracover.store import ObjectStore
 
@@ -60,26 +61,11 @@ if TYPE_CHECKING:
 
 RES_M = grid.RES_M
 PIXEL_HA = RES_M * RES_M / 10_000
-PROBA_BLOCK = 250_000  # rows per predict_proba call: ~2x faster than one huge call (FIELD-NOTES), bounded memory
+# rows per predict_proba call: ~2x faster than one huge call (docs/architecture.md section 5), bounded memory
+PROBA_BLOCK = 250_000
 _GEOD = Geod(ellps="WGS84")
 
 Format = Literal["cog", "geojson"]
-
-
-class BadRequestError(ValueError):
-    """An input the client can fix; the message says how."""
-
-
-class AoiTooLargeError(BadRequestError):
-    """An AOI over the configured area limit."""
-
-
-class NoCoverageError(BadRequestError):
-    """The AOI needs feature stacks that do not exist (yet) for that year."""
-
-    def __init__(self, message: str, missing: Sequence[str]):
-        super().__init__(message)
-        self.missing = list(missing)
 
 
 # --- the AOI ---------------------------------------------------------------------------------------------
@@ -93,7 +79,7 @@ class AoiLimitError(AoiTooLargeError):
     """An AOI over a size limit that protects the service (vertices, features, bounding box)."""
 
 
-def validate_aoi(obj: Any, max_km2: float | None = None, settings: Settings | None = None) -> Polygon | MultiPolygon:
+def validate_aoi(obj: Any, max_km2: float | None = None, *, settings: Settings) -> Polygon | MultiPolygon:
     """A GeoJSON Geometry, Feature or FeatureCollection as one valid (Multi)Polygon in WGS84 lon/lat.
 
     Raises :class:`BadRequestError` naming what to fix: wrong type or nesting, non-finite or out-of-range
@@ -102,7 +88,7 @@ def validate_aoi(obj: Any, max_km2: float | None = None, settings: Settings | No
     ``settings.max_aoi_km2``; vertex, feature and bounding-box caps from ``settings``). The raw JSON is walked
     and counted before any geometry is built, so a hostile body costs at most the limits' worth of work.
     """
-    s = settings or get_settings()
+    s = settings
     limit = s.max_aoi_km2 if max_km2 is None else max_km2
     geom = _as_geometry(obj, _Budget(s.max_aoi_vertices, s.max_aoi_features), "the AOI")
     if geom.is_empty:
@@ -626,7 +612,7 @@ def predict_aoi(
     model: LoadedModel,
     store: ObjectStore,
     catalog: Catalog,
-    settings: Settings | None = None,
+    settings: Settings,
     *,
     fmt: Format = "cog",
     extra_features: Sequence[str] = (),
@@ -640,8 +626,7 @@ def predict_aoi(
     how many rows each subtile keeps there (a random sample), so memory does not grow with the AOI.
     """
     t0 = time.perf_counter()
-    s = settings or get_settings()
-    parts = coverage(aoi, year, catalog, s)
+    parts = coverage(aoi, year, catalog, settings)
     names = [*model.features, *(f for f in dict.fromkeys(extra_features) if f not in model.features)]
     g = OutputGrid.for_aoi(aoi)
     for all_touched in (False, True):

@@ -7,10 +7,17 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import pystac
-from shapely.geometry import mapping
 
 from terracover import classes
-from terracover.catalog import COMPOSITES_COLLECTION, MODELS_COLLECTION, PREDICTIONS_COLLECTION, Catalog, collection
+from terracover.catalog import (
+    COMPOSITES_COLLECTION,
+    MODELS_COLLECTION,
+    PREDICTIONS_COLLECTION,
+    Catalog,
+    cog_asset,
+    footprint_item,
+    publish_item,
+)
 from terracover.store import ObjectStore
 
 if TYPE_CHECKING:
@@ -33,13 +40,12 @@ def prediction_item(
     p: Prediction, model: LoadedModel, store: ObjectStore, serving_git_sha: str, run_link: str | None = None
 ) -> pystac.Item:
     """The item of one answered prediction (asset: the classified COG; links: model, run, stacks)."""
-    aoi = mapping(p.aoi)
-    item = pystac.Item(
-        id=p.prediction_id,
-        geometry=aoi,
-        bbox=list(p.aoi.bounds),
-        datetime=None,  # a map describes its year (searches by year find it); when it was asked is ``created``
-        properties={
+    item = footprint_item(
+        p.prediction_id,
+        p.aoi,
+        PREDICTIONS_COLLECTION,
+        {
+            # a map describes its year (searches by year find it); when it was asked is ``created``
             "start_datetime": year_interval(p.year)[0],
             "end_datetime": year_interval(p.year)[1],
             "created": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
@@ -59,21 +65,15 @@ def prediction_item(
             "proj:shape": list(p.shape),
             "proj:transform": list(p.transform)[:6],
         },
-        collection=PREDICTIONS_COLLECTION,
     )
+    legend = [{"value": c.code, "name": c.name, "color_hint": c.colour.lstrip("#")} for c in classes.CLASSES]
     item.add_asset(
         "classification",
-        pystac.Asset(
-            href=store.uri(p.key),
-            media_type=pystac.MediaType.COG,
-            roles=["data"],
+        cog_asset(
+            store,
+            p.key,
             title="class (band 1, uint8 codes) and confidence (band 2, percent)",
-            extra_fields={
-                "terracover:key": p.key,
-                "classification:classes": [
-                    {"value": c.code, "name": c.name, "color_hint": c.colour.lstrip("#")} for c in classes.CLASSES
-                ],
-            },
+            extra={"classification:classes": legend},
         ),
     )
     item.add_link(
@@ -92,7 +92,4 @@ def prediction_item(
 
 def record(item: pystac.Item, catalog: Catalog) -> dict[str, Any]:
     """Upsert the item (creating the collection on first use); returns its JSON for the answer."""
-    if PREDICTIONS_COLLECTION not in catalog.collections():
-        catalog.add_collection(collection(PREDICTIONS_COLLECTION, "Classified maps answered by the serving API"))
-    catalog.upsert_items([item])
-    return item.to_dict(include_self_link=False, transform_hrefs=False)
+    return publish_item(catalog, item, "Classified maps answered by the serving API")

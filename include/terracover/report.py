@@ -5,12 +5,11 @@ from __future__ import annotations
 from collections import Counter
 
 from terracover.catalog import open_catalog
-from terracover.settings import get_settings, redact_uri
+from terracover.settings import Settings, get_settings, redact_uri
 from terracover.store import open_store
 
 
-def summary() -> str:
-    s = get_settings()
+def summary(s: Settings) -> str:
     cat = open_catalog(s)
     store = open_store(s)
     lines = [f"{name:<8}{redact_uri(uri)}" for name, uri in (("store", s.store_uri), ("catalog", s.catalog_uri))]
@@ -26,4 +25,4 @@ def summary() -> str:
 
 
 if __name__ == "__main__":
-    print(summary())
+    print(summary(get_settings()))

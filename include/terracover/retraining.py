@@ -13,7 +13,7 @@ from typing import Any
 
 from terracover.keys import decision_key
 from terracover.labelsets import new_points
-from terracover.settings import Settings, get_settings
+from terracover.settings import Settings
 from terracover.store import ObjectStore, open_store
 
 
@@ -57,9 +57,9 @@ def champion_table(year: int, settings: Settings) -> tuple[str | None, str | Non
         return ref.version, None
 
 
-def decide(year: int, alert: str, settings: Settings | None = None) -> Decision:
+def decide(year: int, alert: str, settings: Settings) -> Decision:
     """Retrain ``year`` only when labelled points exist that its champion was not trained on (by content)."""
-    s = settings or get_settings()
+    s = settings
     store = open_store(s)
     version, table_key = champion_table(year, s)
     new = new_points(store, year, table_key)

@@ -20,15 +20,19 @@ from dataclasses import dataclass
 
 import numpy as np
 import pystac
-from pyproj import Transformer
 from rasterio.enums import Resampling
 from rasterio.windows import Window, from_bounds
-from shapely.geometry import box, mapping
-from shapely.ops import transform as shp_transform
 
 from terracover import features as feat
 from terracover.bands import REFLECTANCE_SCALE, SCL, SPECTRAL_BANDS, valid_scl_lut
-from terracover.catalog import COMPOSITES_COLLECTION, DEM_COLLECTION, SCENES_COLLECTION, Catalog
+from terracover.catalog import (
+    COMPOSITES_COLLECTION,
+    DEM_COLLECTION,
+    SCENES_COLLECTION,
+    Catalog,
+    cog_asset,
+    footprint_item,
+)
 from terracover.cog import write_cog
 from terracover.composite import composite_bands, iter_windows
 from terracover.dem import TERRAIN_BANDS
@@ -305,16 +309,13 @@ def _stack_item(
     digest: str,
     valid: dict[str, float],
 ) -> pystac.Item:
-    to_wgs84 = Transformer.from_crs(subtile.crs, 4326, always_xy=True).transform
-    footprint = shp_transform(to_wgs84, box(*subtile.bounds).segmentize(500))
     start, _ = feat.SEASONS[0].window(year)
     _, end = feat.SEASONS[-1].window(year)
-    item = pystac.Item(
-        id=stack_item_id(year, subtile),
-        geometry=mapping(footprint),
-        bbox=list(footprint.bounds),
-        datetime=None,
-        properties={
+    item = footprint_item(
+        stack_item_id(year, subtile),
+        subtile.footprint_wgs84,
+        COMPOSITES_COLLECTION,
+        {
             "start_datetime": f"{start.isoformat()}T00:00:00Z",
             "end_datetime": f"{end.isoformat()}T23:59:59Z",
             "terracover:year": year,
@@ -328,15 +329,6 @@ def _stack_item(
             "proj:shape": list(subtile.shape),
             "proj:transform": list(subtile.transform)[:6],
         },
-        collection=COMPOSITES_COLLECTION,
     )
-    item.add_asset(
-        "features",
-        pystac.Asset(
-            href=store.uri(key),
-            media_type=pystac.MediaType.COG,
-            roles=["data"],
-            extra_fields={"terracover:key": key},
-        ),
-    )
+    item.add_asset("features", cog_asset(store, key))
     return item

@@ -2,8 +2,8 @@
 
 Keys are ``/``-separated and relative to the store root (``settings.store_uri``: a folder or
 ``s3://bucket/prefix``). Every write lands under a temporary name first and is moved into place only when
-complete, so a crashed task never leaves a half-written object under a real key (DESIGN.md section 3), and the
-same objects are readable by GDAL/rasterio (a local path or ``/vsis3/`` with a custom endpoint).
+complete, so a crashed task never leaves a half-written object under a real key (docs/architecture.md section
+3), and the same objects are readable by GDAL/rasterio (a local path or ``/vsis3/`` with a custom endpoint).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from urllib.parse import urlparse
 import rasterio
 
 from terracover.raster_io import OpenRasters, read_env
-from terracover.settings import Settings, get_settings
+from terracover.settings import Settings
 
 if TYPE_CHECKING:
     from rasterio.io import DatasetReader
@@ -320,14 +320,18 @@ class S3Store(ObjectStore):
         return env
 
 
-def open_store(settings: Settings | None = None) -> ObjectStore:
+def open_store(settings: Settings) -> ObjectStore:
     """The store named by ``settings.store_uri``."""
-    s = settings or get_settings()
-    if s.store_is_s3:
-        parsed = urlparse(s.store_uri)
+    if settings.store_is_s3:
+        parsed = urlparse(settings.store_uri)
         if not parsed.netloc:
-            raise ValueError(f"store_uri {s.store_uri!r}: expected s3://bucket/prefix")
+            raise ValueError(f"store_uri {settings.store_uri!r}: expected s3://bucket/prefix")
         return S3Store(
-            parsed.netloc, parsed.path, s.s3_endpoint_url, s.s3_region, s.presign_expiry_s, s.s3_public_endpoint_url
+            parsed.netloc,
+            parsed.path,
+            settings.s3_endpoint_url,
+            settings.s3_region,
+            settings.presign_expiry_s,
+            settings.s3_public_endpoint_url,
         )
-    return LocalStore(Path(s.store_uri))
+    return LocalStore(Path(settings.store_uri))

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from terracover.catalog import COMPOSITES_COLLECTION, Catalog
+from terracover.errors import BadRequestError
 from terracover.features import SEASON_BY_NAME, select_bands
 from terracover.store import ObjectStore
 
@@ -29,7 +30,7 @@ MAX_ZOOM = 24
 TILE_SIZE = 256
 
 
-class TileRequestError(ValueError):
+class TileRequestError(BadRequestError):
     """A tile request the client can fix (unknown season, zoom too far out)."""
 
 

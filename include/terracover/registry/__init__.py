@@ -13,7 +13,15 @@ No other module of the project imports ``MlflowClient``.
 
 from __future__ import annotations
 
-from terracover.registry.aliases import APPROVE_OPTION, Approval, approve, reject, responder, set_challenger
+from terracover.registry.aliases import (
+    APPROVE_OPTION,
+    REJECT_OPTION,
+    Approval,
+    approve,
+    reject,
+    responder,
+    set_challenger,
+)
 from terracover.registry.client import (
     CHALLENGER,
     CHAMPION,
@@ -32,6 +40,7 @@ __all__ = [
     "APPROVE_OPTION",
     "CHALLENGER",
     "CHAMPION",
+    "REJECT_OPTION",
     "SHADOW",
     "Approval",
     "ChampionScore",

@@ -18,7 +18,7 @@ from terracover.registry.client import CHALLENGER, CHAMPION, SHADOW, ModelRef, R
 
 log = logging.getLogger(__name__)
 
-APPROVE_OPTION = "Approve"  # the ApprovalOperator's option text
+APPROVE_OPTION, REJECT_OPTION = "Approve", "Reject"  # the ApprovalOperator's option texts
 
 _FROM_HITL = object()
 

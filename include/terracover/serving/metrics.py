@@ -1,4 +1,4 @@
-"""The service's Prometheus metrics (names in DESIGN.md and docs/CONTRACTS.md).
+"""The service's Prometheus metrics (names in docs/architecture.md and docs/CONTRACTS.md).
 
 Built on first use inside the worker: BentoML sets the multiprocess directory before a worker imports the
 service, and prometheus_client reads it when a metric is created. Gauges say how workers combine (max of live

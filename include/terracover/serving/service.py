@@ -1,7 +1,7 @@
 """The prediction service: ``bentoml serve terracover.serving.service:LandCover``.
 
-``POST /predict`` classifies a GeoJSON AOI for a year with that year's champion (DESIGN.md section 3). Next to
-it, on the same port: ``GET /models``, ``POST /admin/reload`` (bearer token), ``GET /readyz`` with details,
+``POST /predict`` classifies a GeoJSON AOI for a year with that year's champion (docs/architecture.md section 3).
+Next to it, on the same port: ``GET /models``, ``POST /admin/reload`` (bearer token), ``GET /readyz`` with details,
 the map page at ``/`` and downloads of stored predictions; BentoML adds ``/healthz``, ``/livez`` and
 ``/metrics``. Every answered prediction is a STAC item; a year's ``shadow`` model scores the same pixels after
 the answer has been sent.
@@ -17,7 +17,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from http import HTTPStatus
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import bentoml
 import numpy as np
@@ -32,17 +32,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from terracover import classes, registry
 from terracover.catalog import COMPOSITES_COLLECTION, open_catalog
+from terracover.errors import BadRequestError, UnknownYearError, status_of
 from terracover.keys import prediction_key
-from terracover.predict import (
-    AoiTooLargeError,
-    BadRequestError,
-    NoCoverageError,
-    Prediction,
-    classify,
-    predict_aoi,
-    served_footprint,
-    validate_aoi,
-)
+from terracover.predict import Format, Prediction, classify, predict_aoi, served_footprint, validate_aoi
 from terracover.provenance import prediction_item, record
 from terracover.registry import SHADOW, LoadedModel
 from terracover.serving.metrics import metrics
@@ -251,13 +243,6 @@ def _too_large(limit: int) -> Response:
 # --- the service -----------------------------------------------------------------------------------------
 
 
-class UnknownYearError(BadRequestError):
-    """A year with no champion model."""
-
-
-Format = Literal["cog", "geojson"]
-
-
 @bentoml.service(
     name="terracover",
     workers=get_settings().serving_workers,
@@ -296,7 +281,7 @@ class LandCover:
         self.models.check_stamp()
         model: LoadedModel | None = None
         try:
-            geom = validate_aoi(aoi, self.settings.max_aoi_km2, self.settings)
+            geom = validate_aoi(aoi, self.settings.max_aoi_km2, settings=self.settings)
             model = self.models.get(year)
             if model is None:
                 served = self.models.years()
@@ -319,12 +304,9 @@ class LandCover:
             item = prediction_item(p, model, self.store, self.git_sha, self._run_link(model))
             stac = record(item, self.catalog)
         except BadRequestError as exc:
-            ctx.response.status_code = _status_of(exc)
+            ctx.response.status_code = status_of(exc) or HTTPStatus.BAD_REQUEST
             self.metrics.predictions.labels(str(year), model.version if model else "none", "client_error").inc()
-            body: dict[str, Any] = {"error": str(exc)}
-            if isinstance(exc, NoCoverageError):
-                body["missing_subtiles"] = exc.missing
-            return body
+            return exc.body()
         except StoreWriteError as exc:
             log.error("prediction not stored, answered 503: %s", exc)
             self.metrics.predictions.labels(str(year), model.version if model else "none", "error").inc()
@@ -460,16 +442,6 @@ class LandCover:
             "max_aoi_km2": self.settings.max_aoi_km2,
             "classes": [{"code": c.code, "name": c.name, "colour": c.colour} for c in classes.CLASSES],
         }
-
-
-def _status_of(exc: BadRequestError) -> int:
-    if isinstance(exc, UnknownYearError):
-        return HTTPStatus.NOT_FOUND
-    if isinstance(exc, AoiTooLargeError):
-        return HTTPStatus.REQUEST_ENTITY_TOO_LARGE
-    if isinstance(exc, NoCoverageError):
-        return HTTPStatus.UNPROCESSABLE_ENTITY
-    return HTTPStatus.BAD_REQUEST
 
 
 LandCover.add_asgi_middleware(ReadinessDetails)  # type: ignore[attr-defined]
