@@ -195,6 +195,10 @@ class LocalStore(ObjectStore):
     def gdal_path(self, key: str) -> str:
         return str(self.path(key))
 
+    def gdal_env(self) -> dict[str, str]:
+        """A folder needs no VSI cache: the OS page cache already holds what was read."""
+        return {**super().gdal_env(), "VSI_CACHE": "FALSE"}
+
 
 class S3Store(ObjectStore):
     """An S3-compatible bucket and prefix (AWS, Garage, SeaweedFS, moto...).
