@@ -243,8 +243,8 @@ def test_the_quality_band_tells_observed_filled_missing_and_unclassified(setting
         np.nan_to_num(x), y), "0" * 64, "sha")  # fmt: skip
     aware = LoadedModel(f"landcover-{YEAR}", "2", "run", names, declare_accepts_missing(
         HistGradientBoostingClassifier(max_iter=20).fit(x, y)), "0" * 64, "sha")  # fmt: skip
-    x0, y0 = st.transform * (0, 0)
-    x1, y1 = st.transform * (st.shape[1], st.shape[0])
+    x0, y0 = st.transform @ (0, 0)
+    x1, y1 = st.transform @ (st.shape[1], st.shape[0])
     aoi = shp_transform(Transformer.from_crs(st.crs, 4326, always_xy=True).transform, box(x0, y1, x1, y0).buffer(-25))
     for model, partial in ((plain, NOT_CLASSIFIED), (aware, PARTIAL)):
         p = predict_aoi(aoi, YEAR, model, store, catalog, s)
