@@ -87,7 +87,7 @@ def test_limits_name_their_setting() -> None:
     feats = [{"type": "Feature", "geometry": poly, "properties": {}}] * 4
     with pytest.raises(AoiLimitError, match="TERRACOVER_MAX_AOI_FEATURES"):
         validate_aoi({"type": "FeatureCollection", "features": feats}, settings=Settings(max_aoi_features=3))
-    strip = mapping(Polygon([(0, 0), (10, 10), (10, 10.00001), (0, 0.00001)]))  # a thin diagonal: tiny area, huge box
+    strip = mapping(Polygon([(0, 0), (5, 10), (5, 10.00001), (0, 0.00001)]))  # a thin diagonal: tiny area, huge box
     with pytest.raises(AoiLimitError, match="TERRACOVER_MAX_AOI_BBOX_KM2"):
         validate_aoi(strip, settings=LIMITS)
     assert validate_aoi(poly, settings=LIMITS).is_valid  # the same shapes within the limits are fine

@@ -75,6 +75,9 @@ GEOMETRY_TYPES = ("Polygon", "MultiPolygon", "Point", "MultiPoint", "LineString"
 _DEPTH = {"Point": 0, "MultiPoint": 1, "LineString": 1, "MultiLineString": 2, "Polygon": 2, "MultiPolygon": 3}
 
 
+MAX_LON_SPAN = 6.0  # one UTM zone's width: an answer is one raster in the AOI's zone
+
+
 class AoiLimitError(AoiTooLargeError):
     """An AOI over a size limit that protects the service (vertices, features, bounding box)."""
 
@@ -108,6 +111,11 @@ def validate_aoi(obj: Any, max_km2: float | None = None, *, settings: Settings) 
             "the AOI crosses the antimeridian (longitude ±180°): send one request per side, each a Polygon whose"
             " longitudes stay within [-180, 180] on its own side (e.g. 179.9..180 and -180..-179.9), and add the"
             " answers' class areas"
+        )
+    if maxx - minx > MAX_LON_SPAN:
+        raise AoiLimitError(
+            f"the AOI spans {maxx - minx:.2f}° of longitude, more than the {MAX_LON_SPAN:.0f}° one map can hold (the"
+            " answer is one raster in one UTM zone): send parts that far apart as separate requests"
         )
     if not geom.is_valid:
         raise BadRequestError(
