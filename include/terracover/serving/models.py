@@ -48,10 +48,14 @@ class ModelCache:
     _health: _Health = field(default_factory=_Health)
     _lock: threading.RLock = field(default_factory=threading.RLock)
     _stamp_seen: float = 0.0
-    registry: Registry = field(init=False)
+    _registry: Registry | None = None
 
-    def __post_init__(self) -> None:
-        self.registry = open_registry(self.settings)
+    @property
+    def registry(self) -> Registry:
+        """One client per tracking URI: reopened only when the settings point somewhere else."""
+        if self._registry is None or self._registry.tracking_uri != self.settings.mlflow_tracking_uri:
+            self._registry = open_registry(self.settings)
+        return self._registry
 
     @property
     def stamp(self) -> Path:
