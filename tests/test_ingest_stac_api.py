@@ -10,6 +10,7 @@ from pathlib import Path
 import pystac
 import pytest
 import rasterio
+from terracover.simulate import simulate_dem
 
 from tests.fixtures.airflow import AirflowEnv
 
@@ -60,6 +61,11 @@ def test_ingest_scenes_from_a_stac_api_and_s3(
         "TERRACOVER_SUBTILE_SIZE": "366",
         "TERRACOVER_SCENE_ACCESS": "copy",  # reading in place (the default for STAC) is tested in test_read_in_place
     }
+    # ingest_scenes also builds missing terrain; the DEM here is the simulator's (the default DEM source)
+    archive = tmp_path / "home" / "archive"
+    (archive / "items").mkdir(parents=True)
+    dem = simulate_dem(tuple(json.loads(REGION)), archive)
+    pystac.ItemCollection([dem]).save_object(str(archive / "items" / "dem.json"))
     first = airflow.dags_test("ingest_scenes", conf={"year": 2020}, extra_env=env)
     log = first.stdout + first.stderr
     assert "1 items in window" in log, log[-3000:]  # the pystac-client search against the stand-in

@@ -28,6 +28,7 @@ from tests.conftest import ARTIFACTS
 from tests.fixtures.airflow import ROOT
 from tests.fixtures.airflow_live import FINISHED as FINISHED_STATES
 from tests.fixtures.airflow_live import LiveAirflow, live_airflow
+from tests.fixtures.mlflow_server import running_mlflow
 from tests.fixtures.procs import free_port, terracover_env
 from tests.fixtures.prometheus import _alertmanager
 
@@ -40,12 +41,13 @@ ALL = {*CHAIN, "ingest_dem", "retrain_on_alert"}
 
 
 @pytest.fixture(scope="module")
-def live(tmp_path_factory: pytest.TempPathFactory, mlflow_server: str) -> Iterator[tuple[LiveAirflow, str]]:
-    """A live Airflow over a simulated archive, a real MLflow server and an Alertmanager for the alert path."""
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LiveAirflow, str]]:
+    """A live Airflow over a simulated archive, its own MLflow server (a fresh install: the session's shared
+    server holds other tests' 2023 champions, whose tables live in other stores) and an Alertmanager."""
     work = tmp_path_factory.mktemp("live")
     am_config = work / "alertmanager.yml"
     am_config.write_text(yaml.safe_dump({"route": {"receiver": "none"}, "receivers": [{"name": "none"}]}))
-    with _alertmanager(work, am_config) as am_url:
+    with _alertmanager(work, am_config) as am_url, running_mlflow(work / "mlflow") as mlflow_server:
         env = {
             "TERRACOVER_HOME": str(work / "tc"),
             "TERRACOVER_REGION_BBOX": REGION,

@@ -159,7 +159,7 @@ class Tile:
         """Where this tile is the owner: its square within its zone and latitude band."""
         south, north = _band_lat_range(self.band)
         west, east = _zone_lon_range(self.zone, self.band)
-        square = _to_wgs84(box(*self.square_bounds), self.epsg)
+        square = _near_meridian(_to_wgs84(box(*self.square_bounds), self.epsg), (west + east) / 2)
         owned = square.intersection(box(west, south, east, north))
         return owned if isinstance(owned, Polygon) else Polygon()
 
@@ -169,6 +169,12 @@ class Tile:
 
 def _to_wgs84(geom: BaseGeometry, epsg: int) -> Polygon:
     return shp_transform(_transformer(epsg, 4326).transform, geom.segmentize(1000))
+
+
+def _near_meridian(geom: BaseGeometry, lon0: float) -> BaseGeometry:
+    """Longitudes unwrapped to lon0 ± 180: a zone-60 (or zone-1) square that crosses ±180° comes back from
+    pyproj folded into a self-intersecting ring; unwrapped it is valid and clips to its zone as any other."""
+    return shp_transform(lambda x, y: (lon0 + (x - lon0 + 180.0) % 360.0 - 180.0, y), geom)
 
 
 def _from_wgs84(geom: BaseGeometry, epsg: int) -> BaseGeometry:
