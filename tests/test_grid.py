@@ -96,3 +96,16 @@ def test_utm_epsg_for() -> None:
     assert grid.utm_epsg_for(-0.01, 39.9) == 32630
     assert grid.utm_epsg_for(0.01, 39.9) == 32631
     assert grid.utm_epsg_for(-70.6, -33.4) == 32719
+
+
+@pytest.mark.parametrize("lon0", [179.5, -179.9])
+def test_ownership_is_valid_where_zones_60_and_1_meet_the_antimeridian(lon0: float) -> None:
+    """MGRS squares and subtiles crossing ±180° come back from pyproj folded; ownership must still be valid
+    geometry (a fuzzed AOI at 179.75°E once got a 500 from a GEOS TopologyException here)."""
+    for lat in (-7.3, 0.0, 45.0):
+        aoi = box(lon0, lat, lon0 + 0.4, lat + 0.3)
+        subtiles = grid.subtiles_for_geometry(aoi, 1098)
+        assert subtiles
+        assert all(st.owned_wgs84.is_valid and st.tile.owned_wgs84.is_valid for st in subtiles)
+        covered = sum(aoi.intersection(st.owned_wgs84).area for st in subtiles)
+        assert covered == pytest.approx(aoi.area, rel=1e-6)

@@ -306,7 +306,8 @@ class Subtile:
 
     @cached_property
     def owned_wgs84(self) -> BaseGeometry:
-        return self.footprint_wgs84.intersection(self.tile.owned_wgs84)
+        central = -183.0 + 6 * self.tile.zone  # the zone's central meridian: unwrap a subtile crossing ±180°
+        return _near_meridian(self.footprint_wgs84, central).intersection(self.tile.owned_wgs84)
 
 
 def subtile(tile_name: str, subtile_id: str, size: int) -> Subtile:
