@@ -6,12 +6,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+from shapely.geometry.base import BaseGeometry
 from terracover import grid
-from terracover.catalog import COMPOSITES_COLLECTION, Catalog, cog_asset, collection, footprint_item
+from terracover.catalog import COMPOSITES_COLLECTION, Catalog, cog_asset, collection, footprint_item, open_catalog
 from terracover.cog import write_cog
 from terracover.keys import stack_key
+from terracover.settings import Settings
 from terracover.stacks import stack_item_id
-from terracover.store import ObjectStore
+from terracover.store import ObjectStore, open_store
 
 
 def pixel_values(st: grid.Subtile, names: Sequence[str]) -> np.ndarray:
@@ -63,3 +65,12 @@ def write_stack(
     item.add_asset("features", cog_asset(store, key))
     catalog.upsert_items([item])
     return values
+
+
+def stacks_over(settings: Settings, geometry: BaseGeometry, size: int, year: int, names: Sequence[str]) -> Settings:
+    """``settings`` with ``subtile_size`` = ``size`` and a synthetic stack for every subtile under ``geometry``."""
+    s = settings.model_copy(update={"subtile_size": size})
+    store, catalog = open_store(s), open_catalog(s)
+    for st in grid.subtiles_for_geometry(geometry, size):
+        write_stack(store, catalog, year, st, names)
+    return s

@@ -27,7 +27,7 @@ from terracover.registry import LoadedModel
 from terracover.settings import Settings
 from terracover.store import open_store
 
-from tests.synthetic_stacks import pixel_values, write_stack
+from tests.synthetic_stacks import pixel_values, stacks_over, write_stack
 
 YEAR = 2022
 SIZE = 183
@@ -47,11 +47,7 @@ def _model() -> LoadedModel:
 
 @pytest.fixture
 def stacks(settings: Settings) -> Settings:
-    s = settings.model_copy(update={"subtile_size": SIZE})
-    store, catalog = open_store(s), open_catalog(s)
-    for st in grid.subtiles_for_geometry(CROSSING, SIZE):
-        write_stack(store, catalog, YEAR, st, NAMES)
-    return s
+    return stacks_over(settings, CROSSING, SIZE, YEAR, NAMES)
 
 
 @pytest.mark.parametrize(

@@ -9,13 +9,12 @@ import numpy as np
 import pytest
 from PIL import Image
 from shapely.geometry import box
-from terracover import grid
 from terracover.catalog import open_catalog
 from terracover.settings import Settings
 from terracover.store import open_store
 from terracover.tiles import MIN_ZOOM, TileRequestError, stack_keys_under, true_colour_png
 
-from tests.synthetic_stacks import write_stack
+from tests.synthetic_stacks import stacks_over
 
 YEAR = 2022
 SIZE = 183
@@ -25,11 +24,7 @@ CROSSING = box(-0.004, 39.951, 0.004, 39.957)  # UTM zones 30 and 31
 
 @pytest.fixture
 def stacks(settings: Settings) -> Settings:
-    s = settings.model_copy(update={"subtile_size": SIZE})
-    store, catalog = open_store(s), open_catalog(s)
-    for st in grid.subtiles_for_geometry(CROSSING, SIZE):
-        write_stack(store, catalog, YEAR, st, NAMES)
-    return s
+    return stacks_over(settings, CROSSING, SIZE, YEAR, NAMES)
 
 
 def _decode(png: bytes) -> np.ndarray:
