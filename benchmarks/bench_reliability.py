@@ -24,18 +24,22 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 FUZZ = ROOT / "test-artifacts" / "fuzz"
 SERVICE_TESTS = ["tests/test_service_fuzz.py", "tests/test_faults_store.py"]
-FAST_TESTS = ["tests/test_aoi_fuzz.py", "tests/test_faults_store.py", "-k", "not build_stack"]
+FAST_TESTS = ["tests/test_aoi_fuzz.py", "tests/test_faults_store.py", "-k", "not build_stack_on_a_full_disk"]
 FAULTS = {
     "s3_500": "S3 API answers 500 during a prediction",
     "s3_reset": "S3 API resets the connection during a prediction",
     "disk_prediction": "disk full (RLIMIT_FSIZE) during a prediction",
     "disk_build_stack": "disk full (RLIMIT_FSIZE) during build_stack",
+    "s3_build_500": "S3 API answers 500 publishing a stack (build_stack)",
+    "s3_build_reset": "S3 API resets the connection uploading a stack (build_stack)",
 }
 _FAULT_TESTS = {
     "s3_500": "s3_api_failing_on_write_leaves_nothing_and_a_retry_is_identical[500]",
     "s3_reset": "s3_api_failing_on_write_leaves_nothing_and_a_retry_is_identical[reset]",
     "disk_prediction": "prediction_on_a_full_disk",
     "disk_build_stack": "build_stack_on_a_full_disk",
+    "s3_build_500": "build_stack_with_the_s3_api_failing_on_write_leaves_nothing_and_a_retry_is_identical[500-",
+    "s3_build_reset": "build_stack_with_the_s3_api_failing_on_write_leaves_nothing_and_a_retry_is_identical[reset-",
 }
 
 

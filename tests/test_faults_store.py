@@ -1,28 +1,32 @@
 """The object store fails on write, and nothing half-written remains: the S3 API answering 500 or resetting the
 connection (a proxy in front of the real moto server fails chosen PUTs), and a full local disk (RLIMIT_FSIZE in
 a subprocess: writes past the limit fail with EFBIG, as on a full filesystem), during a prediction and during
-``build_stack``. After each fault no object exists under a real key that was not there before (and one that
-was is unchanged), no temporary is left behind, and a retry completes with the same bytes as a clean run."""
+``build_stack`` (on S3: a one-subtile data plane built by the library steps, without Airflow). After each fault
+no object exists under a real key that was not there before (and one that was is unchanged), no temporary is
+left behind, and a retry completes with the same bytes as a clean run."""
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import shutil
 import sqlite3
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from shapely.geometry import box
 from terracover import grid
 from terracover.catalog import open_catalog
 from terracover.predict import predict_aoi
 from terracover.settings import Settings, get_settings
-from terracover.store import TMP_MARK, S3Store, open_store
+from terracover.store import TMP_MARK, S3Store, StoreWriteError, open_store
 
 from tests.fixtures.faults import FaultyProxy, faulty_proxy
 from tests.synthetic_stacks import write_stack
@@ -37,6 +41,12 @@ def _s3_keys(store: S3Store) -> list[str]:
     """Every key in the bucket, temporaries included (store.list() hides them)."""
     pages = store.client.get_paginator("list_objects_v2").paginate(Bucket=store.bucket)
     return sorted(o["Key"] for page in pages for o in page.get("Contents", []))
+
+
+def _s3_objects(store: S3Store) -> dict[str, str]:
+    """Key -> sha256 of every object in the bucket, temporaries included."""
+    get = store.client.get_object
+    return {k: hashlib.sha256(get(Bucket=store.bucket, Key=k)["Body"].read()).hexdigest() for k in _s3_keys(store)}
 
 
 def _fail_puts_of(fragment: str) -> Any:
@@ -194,3 +204,94 @@ def test_build_stack_on_a_full_disk_keeps_the_old_stack_and_a_retry_is_identical
     ok = _run(code, env)
     assert ok.returncode == 0, ok.stderr[-2000:]
     assert _files(root) == before, "the retry did not reproduce the same stack"
+
+
+REGION = (-0.505, 39.952, -0.497, 39.958)  # one subtile of 30SYK at SIZE_S3 pixels
+SIZE_S3 = 366
+S3_YEAR = 2022
+
+
+@pytest.fixture(scope="module")
+def s3_dataplane(
+    s3_server: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[FaultyProxy, Settings, bytes]]:
+    """A one-subtile data plane in a bucket, reached through the failing proxy (disarmed): a simulated year
+    ingested, terrain built, and the bytes of a clean build of the stack. Library steps (what the tasks
+    call), without Airflow."""
+    import boto3
+    from terracover.pipeline import build_one_stack, ingest_tile_year, region_tiles, terrain_for_tile
+    from terracover.simulate import SimulationConfig, simulate_archive
+
+    from tests.fixtures.procs import terracover_env
+
+    home = tmp_path_factory.mktemp("tc-s3-build")
+    bucket = f"tc-build-{uuid.uuid4().hex[:10]}"
+    boto3.client("s3", endpoint_url=s3_server, region_name="us-east-1").create_bucket(Bucket=bucket)
+    with faulty_proxy(s3_server) as proxy:
+        env = {
+            "TERRACOVER_HOME": str(home),
+            "TERRACOVER_REGION_BBOX": json.dumps(list(REGION)),
+            "TERRACOVER_SUBTILE_SIZE": str(SIZE_S3),
+            "TERRACOVER_STORE_URI": f"s3://{bucket}/data",
+            "TERRACOVER_S3_ENDPOINT_URL": proxy.url,
+            "AWS_MAX_ATTEMPTS": "2",  # botocore retries a 500: the fault must outlast them
+        }
+        with terracover_env(env):
+            s = get_settings()
+            simulate_archive(
+                SimulationConfig(REGION, S3_YEAR, dates_per_season=1, subtile_size=SIZE_S3), home / "archive"
+            )
+            (tile,) = region_tiles(s)
+            ingest_tile_year(S3_YEAR, tile, s)
+            terrain_for_tile(tile, settings=s)
+            (st,) = grid.subtiles_for_geometry(box(*REGION), SIZE_S3)
+            clean = build_one_stack(S3_YEAR, tile, st.id, s)
+            yield proxy, s, open_store(s).get_bytes(clean["key"])
+
+
+@pytest.mark.parametrize(("mode", "step"), [("500", "publish"), ("reset", "upload")])
+def test_build_stack_with_the_s3_api_failing_on_write_leaves_nothing_and_a_retry_is_identical(
+    s3_dataplane: tuple[FaultyProxy, Settings, bytes], mode: str, step: str
+) -> None:
+    """``upload``: the (multipart) upload of the temporary object fails; ``publish``: its server-side copy into
+    place fails. First a build with no stack yet, then a rebuild over an existing one: after each fault the
+    bucket holds exactly what it held before (the old stack unchanged, no temporary, the catalog unchanged),
+    and the retry gives the bytes of a clean build."""
+    from terracover.catalog import COMPOSITES_COLLECTION
+    from terracover.keys import stack_key
+    from terracover.pipeline import ready_catalog
+    from terracover.stacks import build_stack, stack_item_id
+
+    proxy, s, clean = s3_dataplane
+    store, catalog = open_store(s), ready_catalog(s)
+    assert isinstance(store, S3Store)
+    (st,) = grid.subtiles_for_geometry(box(*REGION), SIZE_S3)
+    key, item_id = stack_key(S3_YEAR, st), stack_item_id(S3_YEAR, st)
+    store.delete(key)
+    catalog.delete_item(COMPOSITES_COLLECTION, item_id)
+
+    def fail(method: str, path: str, headers: dict[str, str]) -> bool:
+        if method not in ("PUT", "POST") or "composites/" not in path:
+            return False
+        temporary = TMP_MARK in path.rsplit("/", 1)[-1]
+        return temporary if step == "upload" else not temporary
+
+    for existing in (None, "kept"):
+        before = _s3_objects(store)
+        stack_item = catalog.get_item(COMPOSITES_COLLECTION, item_id)
+        proxy.arm(fail, mode)  # type: ignore[arg-type]
+        try:
+            with pytest.raises(StoreWriteError):
+                build_stack(S3_YEAR, st, store, catalog, overwrite=True)
+        finally:
+            proxy.disarm()
+        assert proxy.failed and all("composites/" in f for f in proxy.failed), proxy.failed
+        proxy.failed.clear()
+        assert _s3_objects(store) == before, f"a failed {step} left or changed an object (stack before: {existing})"
+        got = catalog.get_item(COMPOSITES_COLLECTION, item_id)
+        assert (got and got.to_dict()) == (stack_item and stack_item.to_dict()), "the catalog changed"
+        retried = build_stack(S3_YEAR, st, store, catalog, overwrite=True)
+        assert retried.key == key and not retried.skipped
+        assert [k for k in _s3_keys(store) if k not in before] == ([] if existing else [f"data/{key}"])
+        assert store.get_bytes(key) == clean, "the retry did not give the bytes of a clean build"
+        assert not [k for k in _s3_keys(store) if TMP_MARK in k], "a temporary was left behind"
