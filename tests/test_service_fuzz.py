@@ -133,7 +133,7 @@ def test_schemathesis_on_every_documented_endpoint(service: str) -> None:
 
     schema = schemathesis.openapi.from_url(f"{service}/docs.json")
     paths = set(httpx.get(f"{service}/docs.json").json()["paths"])
-    assert {"/predict", "/models", "/admin/reload", "/readyz"} <= paths, paths
+    assert {"/predict", "/change", "/models", "/admin/reload", "/readyz"} <= paths, paths
     seen: Counter[str] = Counter()
     broken: list[str] = []
     bare: list[str] = []

@@ -14,6 +14,8 @@ from prometheus_client import Counter, Gauge, Histogram
 FRACTION_BUCKETS = tuple(round(0.05 * i, 2) for i in range(1, 21))
 # Finer near 1: a map is expected to be (nearly) complete, and the alert threshold sits there.
 COVERAGE_BUCKETS = (0.5, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995, 0.999, 1.0)
+# Changed shares of an AOI between two years are mostly small: finer at the low end.
+CHANGE_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0)
 SECONDS_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0)
 
 
@@ -28,6 +30,8 @@ class Metrics:
     shadow_agreement: Histogram
     shadow_confidence: Histogram
     models_loaded: Gauge
+    changes: Counter
+    changed_fraction: Histogram
 
 
 @cache
@@ -73,5 +77,12 @@ def metrics() -> Metrics:
             "1 for each model version loaded",
             ["year", "model_version"],
             multiprocess_mode="livemax",
+        ),
+        changes=Counter("terracover_changes", "Change requests by outcome", ["years", "status"]),
+        changed_fraction=Histogram(
+            "terracover_change_changed_fraction",
+            "Per-request share of the AOI's pixels (classified in both years) whose class changed",
+            ["years"],
+            buckets=CHANGE_BUCKETS,
         ),
     )

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from terracover.accuracy import AccuracySample, load_logged
 from terracover.drift import DriftMonitor, Reference
 from terracover.registry import CHAMPION, LoadedModel, ModelRef, Registry, open_registry
 from terracover.settings import Settings, redact_uri, scrub
@@ -45,6 +46,7 @@ class ModelCache:
     index: dict[int, YearModels] = field(default_factory=dict)
     _loaded: dict[tuple[str, str], LoadedModel] = field(default_factory=dict)
     _drift: dict[tuple[str, str], DriftMonitor | None] = field(default_factory=dict)
+    _samples: dict[tuple[str, str], AccuracySample] = field(default_factory=dict)
     _health: _Health = field(default_factory=_Health)
     _lock: threading.RLock = field(default_factory=threading.RLock)
     _stamp_seen: float = 0.0
@@ -80,6 +82,7 @@ class ModelCache:
             for key in [k for k in self._loaded if k not in live]:
                 del self._loaded[key]
                 self._drift.pop(key, None)
+                self._samples.pop(key, None)
         self._health.ok, self._health.last_success, self._health.last_error = True, time.time(), None
         if changed:
             log.info(
@@ -151,6 +154,23 @@ class ModelCache:
         except Exception as exc:  # drift is an aid, never a reason to fail a prediction
             log.warning("no drift reference for %s v%s: %s", model.name, model.version, exc)
             return None
+
+    def accuracy_sample(self, model: LoadedModel) -> AccuracySample | None:
+        """The reference sample logged with a model's run (its error matrix corrects mapped areas); None when
+        the run has none or MLflow cannot be read now (then asked again on the next request, never cached)."""
+        key = (model.name, model.version)
+        with self._lock:
+            if key in self._samples:
+                return self._samples[key]
+        try:
+            sample = load_logged(model.run_id, lambda path: self.registry.artifact_text(model.run_id, path))
+        except Exception as exc:  # area estimates are an addition to the answer, never a reason to fail it
+            log.warning("no reference sample for %s v%s: %s", model.name, model.version, exc)
+            return None
+        if sample is not None:
+            with self._lock:
+                self._samples[key] = sample
+        return sample
 
     def loaded(self) -> list[tuple[str, str]]:
         with self._lock:

@@ -1,6 +1,7 @@
 """The prediction service: ``bentoml serve terracover.serving.service:LandCover``.
 
-``POST /predict`` classifies a GeoJSON AOI for a year with that year's champion (docs/architecture.md section 3).
+``POST /predict`` classifies a GeoJSON AOI for a year with that year's champion (docs/architecture.md section 3);
+``POST /change`` compares two years' maps of an AOI (:mod:`terracover.change`).
 Next to it, on the same port: ``GET /models``, ``POST /admin/reload`` (bearer token), ``GET /readyz`` with details,
 the map page at ``/`` and downloads of stored predictions; BentoML adds ``/healthz``, ``/livez`` and
 ``/metrics``. Every answered prediction is a STAC item; a year's ``shadow`` model scores the same pixels after
@@ -31,9 +32,11 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from terracover import classes, registry
+from terracover.accuracy import area_estimates
 from terracover.catalog import COMPOSITES_COLLECTION, open_catalog
+from terracover.change import Change, SameYearError, change_item, detect_change, record_change
 from terracover.errors import BadRequestError, UnknownYearError, status_of
-from terracover.keys import prediction_key
+from terracover.keys import change_key, prediction_key
 from terracover.predict import Format, Prediction, classify, predict_aoi, served_footprint, validate_aoi
 from terracover.provenance import prediction_item, record
 from terracover.registry import SHADOW, LoadedModel
@@ -90,6 +93,29 @@ async def download_view(request: Request) -> Response:
     return RedirectResponse(svc.store.url(key))
 
 
+def _is_id(text: str) -> bool:
+    """A prediction or change id: ``{UTC timestamp}-{12 hex}``, ASCII letters, digits and dashes."""
+    return bool(text) and text.isascii() and text.replace("-", "").isalnum()
+
+
+async def change_download_view(request: Request) -> Response:
+    """A stored change map's GeoTIFF (a redirect to a presigned URL when the store is S3)."""
+    pair, name = request.path_params["pair"], request.path_params["name"]
+    cid = name.removesuffix(".tif")
+    years = pair.split("-")
+    if len(years) != 2 or not all(len(y) == 4 and y.isascii() and y.isdigit() for y in years) or not _is_id(cid):
+        return JSONResponse({"error": "expected /changes/{from_year}-{to_year}/{change_id}.tif"}, 400)
+    svc = _service()
+    key = change_key(int(years[0]), int(years[1]), cid)
+    if not svc.store.exists(key):
+        return JSONResponse({"error": f"no change map {cid} for {pair}"}, 404)
+    if isinstance(svc.store, LocalStore):
+        return FileResponse(
+            svc.store.path(key), media_type="image/tiff", filename=f"terracover-change-{pair}-{cid}.tif"
+        )
+    return RedirectResponse(svc.store.url(key))
+
+
 async def coverage_view(request: Request) -> Response:
     """``GET /coverage?year=``: the exact footprint /predict serves for a year (union of its stack footprints)."""
     year = request.query_params.get("year", "")
@@ -114,6 +140,7 @@ web = Starlette(
         Route("/coverage", coverage_view),
         Route("/admin/reload", reload_view, methods=["POST"]),
         Route("/predictions/{year}/{name}", download_view),
+        Route("/changes/{pair}/{name}", change_download_view),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
 )
@@ -282,13 +309,7 @@ class LandCover:
         model: LoadedModel | None = None
         try:
             geom = validate_aoi(aoi, self.settings.max_aoi_km2, settings=self.settings)
-            model = self.models.get(year)
-            if model is None:
-                served = self.models.years()
-                raise UnknownYearError(
-                    f"no model for {year}: years served are {served or 'none yet'}; train and approve a"
-                    f" landcover-{year} champion (dag train_model) first"
-                )
+            model = self._champion(year)
             shadow = self._shadow(year)
             p = predict_aoi(
                 geom,
@@ -302,6 +323,8 @@ class LandCover:
                 keep_rows=max(self.settings.drift_sample_px, self.settings.shadow_sample_px),
             )
             item = prediction_item(p, model, self.store, self.git_sha, self._run_link(model))
+            estimates = self._area_estimates(p.class_areas_ha, model)
+            item.properties["terracover:area_estimates"] = estimates
             stac = record(item, self.catalog)
         except BadRequestError as exc:
             ctx.response.status_code = status_of(exc) or HTTPStatus.BAD_REQUEST
@@ -325,6 +348,7 @@ class LandCover:
             "model": {"name": model.name, "version": model.version, "run_id": model.run_id},
             "avg_confidence": round(p.avg_confidence, 6),
             "class_areas_ha": p.class_areas_ha,
+            "area_estimates": estimates,
             "unclassified_ha": p.unclassified_ha,
             "pixels": p.pixels,
             "classified_fraction": p.classified_fraction,
@@ -340,7 +364,83 @@ class LandCover:
             answer["quality_geojson"] = p.quality_geojson
         return answer
 
+    @bentoml.api(route="/change")
+    def change(self, aoi: dict[str, Any], from_year: int, to_year: int, ctx: bentoml.Context) -> dict[str, Any]:
+        """What changed in a GeoJSON area of interest between ``from_year`` and ``to_year``, and how sure we are.
+
+        Classifies the AOI with each year's champion on that year's stacks and answers the transition matrix in
+        hectares, the changed fraction, a COG of ``from*16+to`` codes and its STAC item; also the share of the
+        apparent change that disappears when the ``from_year`` model classifies both years (model change, not
+        land change), and each year's area estimates with 95 % intervals. Bad input gets a 4xx saying what
+        to fix."""
+        t0 = time.perf_counter()
+        self.models.check_stamp()
+        pair = "unserved"  # metric label: years asked for but not served stay one series, whatever a client sends
+        try:
+            geom = validate_aoi(aoi, self.settings.max_aoi_km2, settings=self.settings)
+            if from_year == to_year:
+                raise SameYearError(f"from_year and to_year are both {from_year}: give two different years")
+            models = {role: self._champion(year) for role, year in (("from", from_year), ("to", to_year))}
+            pair = f"{from_year}-{to_year}"
+            ch = detect_change(
+                geom, from_year, to_year, models["from"], models["to"], self.store, self.catalog, self.settings
+            )
+            for role, q in ch.predictions.items():  # the change item's derived_from links resolve to these
+                record(
+                    prediction_item(q, models["to" if role == "to" else "from"], self.store, self.git_sha), self.catalog
+                )
+            stac = record_change(change_item(ch, self.store, self.git_sha), self.catalog)
+            estimates = {
+                role: self._area_estimates(ch.predictions[role].class_areas_ha, models[role]) for role in ("from", "to")
+            }
+        except BadRequestError as exc:
+            ctx.response.status_code = status_of(exc) or HTTPStatus.BAD_REQUEST
+            self.metrics.changes.labels(pair, "client_error").inc()
+            return exc.body()
+        except StoreWriteError as exc:
+            log.error("change map not stored, answered 503: %s", exc)
+            self.metrics.changes.labels(pair, "error").inc()
+            ctx.response.status_code = HTTPStatus.SERVICE_UNAVAILABLE
+            ctx.response.headers["Retry-After"] = "30"
+            return {"error": "the change map could not be stored (object store failed or full); retry"}
+        except Exception:
+            self.metrics.changes.labels(pair, "error").inc()
+            raise
+        self.metrics.changes.labels(pair, "ok").inc()
+        self.metrics.changed_fraction.labels(pair).observe(ch.summary.changed_fraction)
+        return self._change_answer(ch, estimates, stac, t0)
+
     # --- helpers ---------------------------------------------------------------------------------------
+
+    def _champion(self, year: int) -> LoadedModel:
+        model = self.models.get(year)
+        if model is None:
+            served = self.models.years()
+            raise UnknownYearError(
+                f"no model for {year}: years served are {served or 'none yet'}; train and approve a"
+                f" landcover-{year} champion (dag train_model) first"
+            )
+        return model
+
+    def _change_answer(
+        self, ch: Change, estimates: dict[str, dict[str, Any] | None], stac: dict[str, Any], t0: float
+    ) -> dict[str, Any]:
+        def model(m: LoadedModel) -> dict[str, str]:
+            return {"name": m.name, "version": m.version, "run_id": m.run_id}
+
+        return {
+            "change_id": ch.change_id,
+            "from_year": ch.from_year,
+            "to_year": ch.to_year,
+            "models": {role: model(m) for role, m in ch.models.items()},
+            **ch.summary.as_dict(),
+            "area_estimates": estimates,
+            "predictions": {role: q.prediction_id for role, q in ch.predictions.items()},
+            "raster_url": self.store.url(ch.key),
+            "download_path": f"/changes/{ch.from_year}-{ch.to_year}/{ch.change_id}.tif",
+            "stac_item": stac,
+            "elapsed_ms": round((time.perf_counter() - t0) * 1000, 1),
+        }
 
     def _shadow(self, year: int) -> LoadedModel | None:
         try:
@@ -348,6 +448,12 @@ class LandCover:
         except Exception as exc:  # a broken shadow must never affect the answer
             log.warning("shadow model of %d unavailable: %s", year, exc)
             return None
+
+    def _area_estimates(self, class_areas_ha: dict[str, float], model: LoadedModel) -> dict[str, Any] | None:
+        """Mapped areas corrected with the model's reference sample (Olofsson et al. 2014), with 95 % intervals
+        and the sample's description; None when the model's run has no sample MLflow can give now."""
+        sample = self.models.accuracy_sample(model)
+        return None if sample is None else area_estimates(class_areas_ha, sample)
 
     def _run_link(self, model: LoadedModel) -> str | None:
         uri = redact_uri(self.settings.mlflow_tracking_uri, keep_user=False)
