@@ -12,7 +12,10 @@ export PATH="$ROOT/$VENV/bin:$PATH"
 export TERRACOVER_HOME=${TERRACOVER_HOME:-$ROOT/.terracover/demo}
 export TERRACOVER_SCENE_SOURCE=${TERRACOVER_SCENE_SOURCE:-simulator}
 export TERRACOVER_DEM_SOURCE=${TERRACOVER_DEM_SOURCE:-simulator}
-YEARS=${DEMO_YEARS:-2023}
+YEARS=${DEMO_YEARS:-2022 2023}
+# A known land-cover change for the change report to find: from 2023 on this box is water (a new reservoir);
+# DEMO_LAND_CHANGE= (empty) simulates none.
+LAND_CHANGE=${DEMO_LAND_CHANGE--0.030,39.950,-0.022,39.956,4,2023}
 API_PORT=${DEMO_AIRFLOW_PORT:-28080}
 SERVING_PORT=${DEMO_SERVING_PORT:-3000}
 AIRFLOW_URL="http://127.0.0.1:$API_PORT"
@@ -85,7 +88,8 @@ echo "   up; train_model's notify_serving reloads it when a champion is promoted
 
 for year in $YEARS; do
   step "Simulate the public archive for $year (Sentinel-2 L2A scenes, DEM, labels)"
-  python -m terracover.simulate --years "$year" ${DEMO_DATES_PER_SEASON:+--dates-per-season "$DEMO_DATES_PER_SEASON"}
+  python -m terracover.simulate --years "$year" ${DEMO_DATES_PER_SEASON:+--dates-per-season "$DEMO_DATES_PER_SEASON"} \
+    ${LAND_CHANGE:+--land-change="$LAND_CHANGE"}
   step "One trigger: ingest_scenes $year -> build_composites -> build_training_set -> train_model (assets)"
   python scripts/demo_chain.py "$AIRFLOW_URL" chain "$year"
 done
@@ -95,6 +99,11 @@ for year in $YEARS; do
   step "A prediction for the whole region, $year"
   python -m terracover.region_report "$year"  # class areas, classified share of the region, observed/filled split
 done
+read -r -a YEAR_LIST <<<"$YEARS"
+if [ "${#YEAR_LIST[@]}" -ge 2 ]; then
+  step "What changed between ${YEAR_LIST[0]} and ${YEAR_LIST[-1]} (POST /change; injected: ${LAND_CHANGE:-none})"
+  python -m terracover.change_report "${YEAR_LIST[0]}" "${YEAR_LIST[-1]}"
+fi
 echo "   map page: $TERRACOVER_SERVING_URL/  (draw an AOI, pick a year)"
 
 for year in $YEARS; do
