@@ -55,7 +55,8 @@ def report(a: dict[str, Any]) -> str:
             "no apparent change to attribute"
             if share is None
             else f"{100 * share:.1f} % of the apparent change disappears when the {fy} model classifies both"
-            f" years (it sees {100 * (a['same_model_changed_fraction'] or 0):.2f} % of the area change)"
+            f" years (that model alone sees {100 * (a['same_model_changed_fraction'] or 0):.2f} % of the area"
+            " change)"
         ),
     ]
     for role, year in (("from", fy), ("to", ty)):
