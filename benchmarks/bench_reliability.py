@@ -1,8 +1,9 @@
 """Reliability: hostile requests fuzzed against the real service and faults injected, with what survived.
 
-Runs the fuzzing and fault-injection tests with pytest (the real `bentoml serve`, moto S3 API behind a failing
-proxy, RLIMIT_FSIZE disk-full) and reports from what they record in ``test-artifacts/fuzz/``: bodies sent,
-status counts, responses >= 500, faults injected and passed. The seed is printed so a run can be replayed.
+Runs the fuzzing and fault-injection tests with pytest (the real `bentoml serve`, moto S3 API and MLflow
+server behind a failing proxy, RLIMIT_FSIZE disk-full) and reports from what they record in
+``test-artifacts/fuzz/``: bodies sent, status counts, responses >= 500, faults injected and passed. The seed
+is printed so a run can be replayed.
 
 Run ``python -m benchmarks.bench_reliability`` (the service tests need the data plane under Airflow, as
 ``make test``; ``--fast`` runs only the tests without it).
@@ -23,8 +24,14 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 FUZZ = ROOT / "test-artifacts" / "fuzz"
-SERVICE_TESTS = ["tests/test_service_fuzz.py", "tests/test_faults_store.py"]
-FAST_TESTS = ["tests/test_aoi_fuzz.py", "tests/test_faults_store.py", "-k", "not build_stack_on_a_full_disk"]
+SERVICE_TESTS = ["tests/test_service_fuzz.py", "tests/test_faults_store.py", "tests/test_faults_registry.py"]
+FAST_TESTS = [
+    "tests/test_aoi_fuzz.py",
+    "tests/test_faults_store.py",
+    "tests/test_faults_registry.py",
+    "-k",
+    "not build_stack_on_a_full_disk",
+]
 FAULTS = {
     "s3_500": "S3 API answers 500 during a prediction",
     "s3_reset": "S3 API resets the connection during a prediction",
@@ -32,6 +39,9 @@ FAULTS = {
     "disk_build_stack": "disk full (RLIMIT_FSIZE) during build_stack",
     "s3_build_500": "S3 API answers 500 publishing a stack (build_stack)",
     "s3_build_reset": "S3 API resets the connection uploading a stack (build_stack)",
+    "mlflow_stop_500": "MLflow stops mid-promotion (500 from each call on): aliases only on approved versions",
+    "mlflow_stop_reset": "MLflow stops mid-promotion (reset from each call on): aliases only on approved versions",
+    "two_promotions": "two promotions of one year at once: one champion, the other superseded",
 }
 _FAULT_TESTS = {
     "s3_500": "s3_api_failing_on_write_leaves_nothing_and_a_retry_is_identical[500]",
@@ -40,6 +50,9 @@ _FAULT_TESTS = {
     "disk_build_stack": "build_stack_on_a_full_disk",
     "s3_build_500": "build_stack_with_the_s3_api_failing_on_write_leaves_nothing_and_a_retry_is_identical[500-",
     "s3_build_reset": "build_stack_with_the_s3_api_failing_on_write_leaves_nothing_and_a_retry_is_identical[reset-",
+    "mlflow_stop_500": "mlflow_stopping_mid_promotion_never_leaves_an_alias_on_an_unapproved_version[500]",
+    "mlflow_stop_reset": "mlflow_stopping_mid_promotion_never_leaves_an_alias_on_an_unapproved_version[reset]",
+    "two_promotions": "two_promotions_of_one_year_at_once_leave_one_champion_and_the_other_superseded",
 }
 
 

@@ -51,6 +51,11 @@ metrics side by side, both confusion matrices, data added, MLflow link). **Appro
 `champion` (or `shadow` with `shadow_first`), `approved_by` = the responder; then `notify_serving` POSTs
 `/admin/reload` (best effort). **Reject** -> `record_rejection` tags the version; the champion stays.
 
+**Two runs for one year at once.** `promote` is a check-and-set under a per-year lock kept in MLflow: a version
+is promoted only while the champion is still the one it was compared with. If the other run promoted first,
+this run's `promote` fails (no retry) saying so and tags the version `superseded`; run it again to compare
+with the new champion.
+
 Each task is a call to a JSON-in/JSON-out step of `terracover.model_plane` (tested without Airflow in
 `tests/test_model_plane.py`); this file only wires them.
 """
@@ -172,10 +177,14 @@ def train_model() -> None:
         """Move the alias on the human's answer; a new champion updates `terracover_champion` (publish_map)."""
         setup_logging()
         from terracover.model_plane import promote
+        from terracover.registry import SupersededError
 
         ctx = get_current_context()
         response = ctx["ti"].xcom_pull(task_ids="approval", key=RESPONSE_KEY)
-        alias = promote(result, response, shadow=bool(ctx["params"]["shadow_first"]))
+        try:
+            alias = promote(result, response, shadow=bool(ctx["params"]["shadow_first"]))
+        except SupersededError as exc:  # another run of this year promoted first: a retry would find the same
+            raise AirflowFailException(str(exc)) from exc
         ref = result["ref"]
         ctx["outlet_events"][CHAMPION_ASSET].extra = {"year": ref["year"], "version": ref["version"], "alias": alias}
         return alias

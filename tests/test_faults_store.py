@@ -51,7 +51,7 @@ def _s3_objects(store: S3Store) -> dict[str, str]:
 
 def _fail_puts_of(fragment: str) -> Any:
     # A PUT (upload, multipart part, or server-side copy) of any object whose key contains ``fragment``.
-    return lambda method, path, headers: method in ("PUT", "POST") and fragment in path
+    return lambda method, path, headers, body: method in ("PUT", "POST") and fragment in path
 
 
 @pytest.fixture
@@ -270,7 +270,7 @@ def test_build_stack_with_the_s3_api_failing_on_write_leaves_nothing_and_a_retry
     store.delete(key)
     catalog.delete_item(COMPOSITES_COLLECTION, item_id)
 
-    def fail(method: str, path: str, headers: dict[str, str]) -> bool:
+    def fail(method: str, path: str, headers: dict[str, str], body: bytes) -> bool:
         if method not in ("PUT", "POST") or "composites/" not in path:
             return False
         temporary = TMP_MARK in path.rsplit("/", 1)[-1]

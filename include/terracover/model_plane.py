@@ -23,6 +23,7 @@ from terracover.registry import (
     compare,
     log_and_register,
     open_registry,
+    record_comparison,
     reject,
     responder,
     score_champion,
@@ -84,6 +85,7 @@ def compare_with_champion(result: Mapping[str, Any], settings: Settings | None =
     loaded = reg.load_version(ref)
     evaluation = evaluate_model(loaded.estimator, table.frame, loaded.features)
     comparison = compare(evaluation.metrics(), champ.metrics if champ else None, s.primary_metric, s.min_margin)
+    record_comparison(reg, ref, champ.ref if champ else None)
     if comparison.better:
         set_challenger(reg, ref)
     previous = load_table(ref.year, champ.dataset_uri, store).frame if champ and champ.dataset_uri else None
@@ -103,7 +105,10 @@ def compare_with_champion(result: Mapping[str, Any], settings: Settings | None =
 def promote(
     result: Mapping[str, Any], response: Mapping[str, Any], shadow: bool = False, settings: Settings | None = None
 ) -> str:
-    """Set ``champion`` (or ``shadow``) on the human's approval response; returns the alias set."""
+    """Set ``champion`` (or ``shadow``) on the human's approval response; returns the alias set.
+
+    Raises :class:`terracover.registry.SupersededError` when another promotion moved the champion after this
+    version was compared (two runs for one year at once): the version is tagged ``superseded``, not promoted."""
     s = settings or get_settings()
     return approve(open_registry(s), ModelRef(**result["ref"]), Approval.from_hitl_response(response), shadow=shadow)
 

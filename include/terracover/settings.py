@@ -97,6 +97,12 @@ class Settings(BaseSettings):
     primary_metric: Literal["kappa", "overall_accuracy", "macro_f1"] = "kappa"
     min_margin: float = Field(default=0.0, ge=0.0, description="Challenger must beat champion by this much.")
     min_samples_per_class: int = Field(default=5, ge=1)
+    promotion_lock_wait_s: float = Field(
+        default=600.0, gt=0, description="How long a promotion waits for another promotion of the same year."
+    )
+    promotion_lock_stale_s: float = Field(
+        default=900.0, gt=0, description="A promotion lock older than this was left by a crash and is broken."
+    )
     labels_poll_s: float = Field(default=60.0, gt=0, description="How often Airflow's labels watcher polls labels/.")
     random_seed: int = 42
 

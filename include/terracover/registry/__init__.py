@@ -6,7 +6,8 @@ MLflow client every call goes through. Split by concern:
 - :mod:`~terracover.registry.client`: the registry object, model references, lookups and loading;
 - :mod:`~terracover.registry.tracking`: logging a trained model as a run and registering it (lineage);
 - :mod:`~terracover.registry.promotion`: scoring the champion on the challenger's rows, comparing, approval text;
-- :mod:`~terracover.registry.aliases`: the only code that moves an alias, and only on a human's approval.
+- :mod:`~terracover.registry.aliases`: the only code that moves an alias, and only on a human's approval;
+- :mod:`~terracover.registry.lock`: one promotion at a time per model (a lock kept in the registry).
 
 No other module of the project imports ``MlflowClient``.
 """
@@ -17,7 +18,9 @@ from terracover.registry.aliases import (
     APPROVE_OPTION,
     REJECT_OPTION,
     Approval,
+    SupersededError,
     approve,
+    record_comparison,
     reject,
     responder,
     set_challenger,
@@ -48,6 +51,7 @@ __all__ = [
     "LoadedModel",
     "ModelRef",
     "Registry",
+    "SupersededError",
     "approval_markdown",
     "approve",
     "compare",
@@ -55,6 +59,7 @@ __all__ = [
     "log_and_register",
     "model_name",
     "open_registry",
+    "record_comparison",
     "reject",
     "responder",
     "run_url",
