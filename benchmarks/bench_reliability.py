@@ -6,7 +6,7 @@ server behind a failing proxy, RLIMIT_FSIZE disk-full) and reports from what the
 is printed so a run can be replayed.
 
 Run ``python -m benchmarks.bench_reliability`` (the service tests need the data plane under Airflow, as
-``make test``; ``--fast`` runs only the tests without it).
+``make test``; ``--fast`` runs only the tests without it, and not the minutes-long worker kill).
 """
 
 from __future__ import annotations
@@ -24,7 +24,12 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 FUZZ = ROOT / "test-artifacts" / "fuzz"
-SERVICE_TESTS = ["tests/test_service_fuzz.py", "tests/test_faults_store.py", "tests/test_faults_registry.py"]
+SERVICE_TESTS = [
+    "tests/test_service_fuzz.py",
+    "tests/test_faults_store.py",
+    "tests/test_faults_registry.py",
+    "tests/test_faults_serving.py",
+]
 FAST_TESTS = [
     "tests/test_aoi_fuzz.py",
     "tests/test_faults_store.py",
@@ -42,7 +47,9 @@ FAULTS = {
     "mlflow_stop_500": "MLflow stops mid-promotion (500 from each call on): aliases only on approved versions",
     "mlflow_stop_reset": "MLflow stops mid-promotion (reset from each call on): aliases only on approved versions",
     "two_promotions": "two promotions of one year at once: one champion, the other superseded",
+    "worker_kill": "serving worker SIGKILLed mid-request: client error, next request served, nothing left",
 }
+NOT_FAST = {"disk_build_stack", "worker_kill"}  # need the Airflow data plane, or minutes of their own
 _FAULT_TESTS = {
     "s3_500": "s3_api_failing_on_write_leaves_nothing_and_a_retry_is_identical[500]",
     "s3_reset": "s3_api_failing_on_write_leaves_nothing_and_a_retry_is_identical[reset]",
@@ -53,6 +60,7 @@ _FAULT_TESTS = {
     "mlflow_stop_500": "mlflow_stopping_mid_promotion_never_leaves_an_alias_on_an_unapproved_version[500]",
     "mlflow_stop_reset": "mlflow_stopping_mid_promotion_never_leaves_an_alias_on_an_unapproved_version[reset]",
     "two_promotions": "two_promotions_of_one_year_at_once_leave_one_champion_and_the_other_superseded",
+    "worker_kill": "a_worker_killed_mid_request_leaves_nothing_and_the_next_request_is_served",
 }
 
 
@@ -71,7 +79,7 @@ def run(fast: bool = False, seed: int | None = None) -> dict[str, Any]:
     )
     out = proc.stdout + proc.stderr
     passed = set(re.findall(r"^PASSED (\S+)", out, re.M))
-    faults = {k: any(_FAULT_TESTS[k] in t for t in passed) for k in FAULTS if fast is False or k != "disk_build_stack"}
+    faults = {k: any(_FAULT_TESTS[k] in t for t in passed) for k in FAULTS if not fast or k not in NOT_FAST}
     predict = json.loads((FUZZ / "predict.json").read_text()) if (FUZZ / "predict.json").exists() and not fast else {}
     schema = json.loads((FUZZ / "schemathesis.json").read_text()) if (FUZZ / "schemathesis.json").exists() else {}
     calls = schema.get("calls", {}) if not fast else {}
