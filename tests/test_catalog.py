@@ -95,6 +95,33 @@ def test_get_and_delete(catalog: Catalog, cid: str) -> None:
     assert catalog.get_item(cid, "x") is None
 
 
+def test_summarise_aggregates_per_year_and_tile_in_the_database(catalog: Catalog, cid: str) -> None:
+    """What the control room shows per year (stack count, mean valid fraction, map version) comes from one
+    aggregate, equal to what summing the searched items gives."""
+    vf, mv = "terracover:valid_fraction", "terracover:model_version"
+
+    def tile_year(year: int, tile: str, **props: object) -> dict[str, object]:
+        return {"terracover:year": year, "terracover:tile": tile, **props}
+
+    catalog.upsert_items(
+        [
+            make_item(cid, "a", 0, 40, 1, **tile_year(2023, "30SYJ", **{vf: {"spring": 0.5, "summer": 1.0}})),
+            make_item(cid, "b", 0, 40, 2, **tile_year(2023, "30SYJ", **{vf: {"spring": 0.25}})),
+            make_item(cid, "c", 0, 40, 3, **tile_year(2023, "31SBD", **{vf: {}})),
+            make_item(cid, "d", 0, 40, 4, **tile_year(2024, "30SYJ", **{mv: "3"})),
+            make_item(cid, "e", 0, 40, 5, **tile_year(2024, "30SYJ", **{mv: "12"})),
+            make_item(cid, "f", 0, 40, 6, other=1),  # no year: not counted
+        ]
+    )
+    rows = catalog.summarise(cid)
+    assert [(r.year, r.tile, r.items) for r in rows] == [(2023, "30SYJ", 2), (2023, "31SBD", 1), (2024, "30SYJ", 2)]
+    assert rows[0].valid_fraction_sum == pytest.approx(1.75) and rows[0].valid_fraction_values == 3
+    assert rows[1].valid_fraction_values == 0 and rows[1].model_versions == ()
+    assert rows[2].model_versions == ("12", "3")
+    assert [(r.year, r.items) for r in catalog.summarise(cid, year=2024)] == [(2024, 2)]
+    assert catalog.summarise(cid, year=2022) == []
+
+
 def test_unknown_collection_is_a_clear_error(catalog: Catalog) -> None:
     with pytest.raises(KeyError, match="add_collection"):
         catalog.upsert_items([make_item("nope-never-added", "x", 0, 40, 1)])

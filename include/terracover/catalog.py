@@ -13,6 +13,7 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import closing
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -125,6 +126,19 @@ def _parse_range(value: str) -> tuple[str | None, str | None]:
     return v, v
 
 
+@dataclass(frozen=True)
+class TileYearSummary:
+    """One collection's items of one tile and year, counted where they are stored (a continent's 10,000s of
+    composite items never cross the wire for an overview)."""
+
+    year: int
+    tile: str | None
+    items: int
+    valid_fraction_sum: float  # over every item's ``terracover:valid_fraction`` values (one per season)
+    valid_fraction_values: int
+    model_versions: tuple[str, ...]  # distinct ``terracover:model_version`` values, sorted
+
+
 class Catalog(ABC):
     """Collections and items, upserted idempotently and searched by collection, box, time and properties."""
 
@@ -156,6 +170,12 @@ class Catalog(ABC):
 
     @abstractmethod
     def delete_item(self, collection_id: str, item_id: str) -> None: ...
+
+    @abstractmethod
+    def summarise(self, collection_id: str, year: int | None = None) -> list[TileYearSummary]:
+        """Per ``terracover:year`` and ``terracover:tile`` of ``collection_id`` (only ``year`` if given): the
+        item count, the valid fractions' sum and count, the distinct model versions; aggregated by the
+        database, sorted by year then tile. Items without a year are not counted."""
 
     def get_item(self, collection_id: str, item_id: str) -> pystac.Item | None:
         found = self.search(collections=[collection_id], ids=[item_id], limit=1)
@@ -259,6 +279,22 @@ class EmbeddedCatalog(Catalog):
         with closing(self._connect()) as con, con:
             con.execute("DELETE FROM items WHERE collection=? AND id=?", (collection_id, item_id))
 
+    def summarise(self, collection_id: str, year: int | None = None) -> list[TileYearSummary]:
+        valid = "FROM json_each(body, '$.properties.\"terracover:valid_fraction\"') WHERE type IN ('integer', 'real')"
+        sql = f"""
+            SELECT y, t, count(*), total(vsum), total(vcount), json_group_array(DISTINCT v) FROM (
+                SELECT json_extract(body, '$.properties."terracover:year"') AS y,
+                       json_extract(body, '$.properties."terracover:tile"') AS t,
+                       json_extract(body, '$.properties."terracover:model_version"') AS v,
+                       (SELECT total(value) {valid}) AS vsum, (SELECT count(*) {valid}) AS vcount
+                FROM items WHERE collection = ?)
+            WHERE y IS NOT NULL {"AND y = ?" if year is not None else ""}
+            GROUP BY y, t ORDER BY y, t"""
+        args: list[Any] = [collection_id] + ([year] if year is not None else [])
+        with closing(self._connect()) as con:
+            rows = con.execute(sql, args).fetchall()
+        return [_summary(y, t, n, vs, vc, json.loads(vers)) for y, t, n, vs, vc, vers in rows]
+
 
 class PgStacCatalog(Catalog):
     """pgSTAC through pypgstac: loads with ``Loader`` (upsert), searches with pgSTAC's ``search()``."""
@@ -339,6 +375,33 @@ class PgStacCatalog(Catalog):
     def delete_item(self, collection_id: str, item_id: str) -> None:
         with self._db() as db:
             db.query_one("SELECT delete_item(%s, %s)", (item_id, collection_id))
+
+    def summarise(self, collection_id: str, year: int | None = None) -> list[TileYearSummary]:
+        """pgSTAC's search has no aggregation: one GROUP BY over the collection's partition of ``pgstac.items``
+        (properties are stored as given in ``content``)."""
+        sql = """
+            SELECT p->>'terracover:year', p->>'terracover:tile', count(*), coalesce(sum(vf.s), 0),
+                   coalesce(sum(vf.n), 0), array_remove(array_agg(DISTINCT p->>'terracover:model_version'), NULL)
+            FROM (SELECT content->'properties' AS p FROM pgstac.items WHERE collection = %s) i
+            LEFT JOIN LATERAL (
+                SELECT sum(value::text::float8) AS s, count(*) AS n
+                FROM jsonb_each(CASE WHEN jsonb_typeof(p->'terracover:valid_fraction') = 'object'
+                                     THEN p->'terracover:valid_fraction' ELSE '{}'::jsonb END)
+                WHERE jsonb_typeof(value) = 'number') vf ON true
+            WHERE p ? 'terracover:year' AND (%s::text IS NULL OR p->>'terracover:year' = %s::text)
+            GROUP BY 1, 2"""
+        y = None if year is None else str(year)
+        with self._db() as db:
+            rows = list(db.query(sql, (collection_id, y, y)))
+        return sorted(
+            (_summary(yr, t, n, float(vs), int(vc), vers) for yr, t, n, vs, vc, vers in rows),
+            key=lambda r: (r.year, r.tile or ""),
+        )
+
+
+def _summary(year: Any, tile: Any, items: int, vsum: float, vcount: float, versions: Sequence[Any]) -> TileYearSummary:
+    found = sorted({str(v) for v in versions if v is not None})
+    return TileYearSummary(int(year), None if tile is None else str(tile), int(items), vsum, int(vcount), tuple(found))
 
 
 _POOLS: dict[str, Any] = {}

@@ -57,28 +57,26 @@ def _versions(year: int, reg: registry.Registry) -> list[VersionView]:
     return out
 
 
-def _mean_valid(items: list[dict[str, float]]) -> float | None:
-    values = [float(v) for d in items for v in d.values() if isinstance(v, int | float)]
-    return sum(values) / len(values) if values else None
-
-
 def year_view(year: int, catalog: Catalog, s: Settings) -> YearView:
-    stacks = catalog.search(collections=[COMPOSITES_COLLECTION], properties={"terracover:year": year})
-    maps = catalog.search(collections=[MAPS_COLLECTION], properties={"terracover:year": year})
-    versions = sorted({str(i.properties.get("terracover:model_version")) for i in maps})
+    """One year's row: counts and means aggregated by the catalog per tile (a continental year has ~50,000
+    stacks: they are never listed), the versions from the registry."""
+    stacks = catalog.summarise(COMPOSITES_COLLECTION, year)
+    maps = catalog.summarise(MAPS_COLLECTION, year)
+    values = sum(t.valid_fraction_values for t in stacks)
+    versions = sorted({v for t in maps for v in t.model_versions})
     return YearView(
         year,
         _versions(year, registry.open_registry(s)),
-        len(stacks),
-        _mean_valid([dict(i.properties.get("terracover:valid_fraction") or {}) for i in stacks]),
-        len(maps),
+        sum(t.items for t in stacks),
+        sum(t.valid_fraction_sum for t in stacks) / values if values else None,
+        sum(t.items for t in maps),
         versions[-1] if versions else None,
     )
 
 
 def years(catalog: Catalog, s: Settings) -> list[int]:
     """Years with stacks or a registered model."""
-    found = {int(i.properties["terracover:year"]) for i in catalog.search(collections=[COMPOSITES_COLLECTION])}
+    found = {t.year for t in catalog.summarise(COMPOSITES_COLLECTION)}
     for m in registry.open_registry(s).client.search_registered_models(filter_string="name LIKE 'landcover-%'"):
         suffix = m.name.rsplit("-", 1)[-1]
         if suffix.isdigit():
