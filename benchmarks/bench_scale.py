@@ -4,7 +4,8 @@
   region, in a fresh interpreter (imports included, as in a plan task).
 - ``subtile_year``: one full-size subtile-year (1098 x 1098 px, ~70 dates from the simulator, all bands):
   composite + indices + terrain + COG write, from the local folder and from the S3 API (moto server on
-  loopback) side by side, with CPU-seconds, bytes read and bytes written; then the projection for a tile-year,
+  loopback) side by side, with CPU-seconds, bytes read and written and the process's peak RSS during the build
+  (what sizes the heavy pod's memory per subtile in flight); then the projection for a tile-year,
   Iberia and 540 tiles (CPU-hours, object-store bytes, wall time on N heavy pods). The archive is synthetic
   (the simulator's), so its compression ratio and cloud cover are the simulator's, not Sentinel-2's.
 
@@ -80,10 +81,25 @@ def _rchar() -> int:
     return 0
 
 
+def _reset_peak_rss() -> None:
+    """Start a new peak-RSS measurement: writing 5 to clear_refs resets the process's VmHWM (Linux >= 4.0)."""
+    Path("/proc/self/clear_refs").write_text("5")
+
+
+def _peak_rss() -> int:
+    """Bytes of the process's peak resident set since the last :func:`_reset_peak_rss` (VmHWM)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
 def _measure(fn: Callable[[], Any]) -> dict[str, float]:
+    _reset_peak_rss()
     r0, c0, t0 = _rchar(), time.process_time(), time.perf_counter()
     fn()
-    return {"wall_s": time.perf_counter() - t0, "cpu_s": time.process_time() - c0, "read_bytes": _rchar() - r0}
+    return {"wall_s": time.perf_counter() - t0, "cpu_s": time.process_time() - c0, "read_bytes": _rchar() - r0,
+            "peak_rss_bytes": _peak_rss()}  # fmt: skip
 
 
 def _moto(port: int, log: Path) -> subprocess.Popen[bytes]:
@@ -231,15 +247,20 @@ def _gb(b: float) -> str:
     return f"{b / 1e9:,.1f} GB" if b < 1e12 else f"{b / 1e12:,.2f} TB"
 
 
+def _gib(run: dict[str, float]) -> str:
+    """The run's peak RSS (the whole process: interpreter and imports included), GiB; "-" if not measured."""
+    return f"{run['peak_rss_bytes'] / 2**30:.2f} GiB" if run.get("peak_rss_bytes") else "-"
+
+
 def format_subtile_year(r: dict[str, Any]) -> str:
     lo, s3 = r["best"]["local"], r["best"]["s3"]
     lines = [f"One subtile-year, 1098 x 1098 px, {r['dates']} dates (simulated archive), all bands: composite + "
              "indices + terrain + COG write (best of the alternated runs)",
-             "| store | wall s | CPU s | bytes read | bytes written |", "|---|---:|---:|---:|---:|",
+             "| store | wall s | CPU s | bytes read | bytes written | peak RSS |", "|---|---:|---:|---:|---:|---:|",
              f"| local folder | {lo['wall_s']:.1f} | {lo['cpu_s']:.1f} | {_gb(lo['read_bytes'])} "
-             f"| {_gb(r['written_bytes'])} |",
+             f"| {_gb(r['written_bytes'])} | {_gib(lo)} |",
              f"| S3 API (moto, loopback) | {s3['wall_s']:.1f} | {s3['cpu_s']:.1f} | {_gb(s3['read_bytes'])} "
-             f"| {_gb(r['written_bytes'])} |",
+             f"| {_gb(r['written_bytes'])} | {_gib(s3)} |",
              f"S3 / local wall time: {r['s3_over_local']:.2f}x (target <= 1.3x)", "",
              f"Projection from the local run (CPU s x subtiles; wall on N pods of {HEAVY_POD_CPUS} CPUs, perfect "
              "packing; 540 tiles counted whole, an upper bound over land)",

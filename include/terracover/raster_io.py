@@ -9,6 +9,8 @@ suit Cloud-Optimized GeoTIFFs: no directory listings, merged ranges, a per-file 
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import threading
 from collections.abc import Mapping
 from types import TracebackType
@@ -79,6 +81,23 @@ class OpenRasters:
             self._open.clear()
         finally:
             self._env.__exit__(exc_type, exc, tb)
+            release_freed_memory()
+
+
+def release_freed_memory() -> None:
+    """Hand the heap pages freed by closing many rasters back to the OS (glibc's ``malloc_trim``; nothing elsewhere).
+
+    A subtile-year's ~900 open rasters hold ~1 MB each of decoder state and cached blocks. glibc keeps what they
+    free in its heaps, and the COG write that follows does not reuse it: measured, RSS stayed at 1.8 GB after
+    closing them and only dropped to 0.4 GB after a trim, so every stack's write phase stacked on top of its
+    read phase.
+    """
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return
+    trim = getattr(ctypes.CDLL(name), "malloc_trim", None)
+    if trim is not None:
+        trim(0)
 
 
 def read_bounds(

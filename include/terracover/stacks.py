@@ -3,9 +3,11 @@
 ``composites/{year}/{tile}/{subtile}/features.tif`` has one band per feature (descriptions = feature names,
 nodata NaN) on the subtile's 10 m grid, then one ``qa_{season}`` band per season saying how each pixel's season
 was obtained (observed with k clear observations, interpolated, fallback, missing: :mod:`terracover.gapfill`).
-The build reads only the subtile's window of each ingested scene, in blocks, one season at a time, so memory
-stays bounded whatever the number of dates; the median kernel is :func:`terracover.composite.composite_bands`,
-seasons without a clear observation are filled by the ``gap_fill`` policy.
+The build reads only the subtile's window of each ingested scene, in blocks, one season at a time, and writes
+each block of features to the COG's on-disk temporary as soon as it is computed, so memory stays bounded
+whatever the number of dates and bands (peak RSS per subtile-year: ``make bench``); the median kernel is
+:func:`terracover.composite.composite_bands`, seasons without a clear observation are filled by the ``gap_fill``
+policy.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import time
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import date
 
 import numpy as np
 import pystac
@@ -33,7 +36,7 @@ from terracover.catalog import (
     cog_asset,
     footprint_item,
 )
-from terracover.cog import write_cog
+from terracover.cog import cog_writer
 from terracover.composite import composite_bands, iter_windows
 from terracover.dem import TERRAIN_BANDS
 from terracover.gapfill import SeasonEdges, day_offset, fill_gaps, qa_band_name, quality_fractions, season_edges
@@ -47,6 +50,9 @@ from terracover.store import ObjectStore
 
 log = logging.getLogger(__name__)
 
+# One COG-writing thread per stack: a batch already runs one subtile per CPU, and every writing thread holds a
+# strip of all ~100 bands (terracover.cog.cog_writer), so ALL_CPUS per stack multiplied the peak by the workers.
+COG_THREADS = 1
 BLOCK_ROWS = 256  # rows per block: 14 bands x T dates x 256 x 1098 x 2 B stays under ~100 MB for T=12
 
 
@@ -153,6 +159,59 @@ def _read_stack(
     return values, scl, base, clip_floor(offsets, bands)
 
 
+@dataclass
+class _Block:
+    season_refl: dict[str, dict[str, np.ndarray]]  # needed season -> band -> reflectance, gaps filled
+    qa: np.ndarray  # (seasons read, rows, cols) quality codes (terracover.gapfill)
+
+
+def _stack_block(
+    store: ObjectStore,
+    scenes: Mapping[str, Sequence[pystac.Item]],
+    tile: str,
+    subtile: Subtile,
+    window: Window,
+    seasons_read: Sequence[str],
+    seasons_needed: Sequence[str],
+    centres: Sequence[float],
+    period: int,
+    year_start: date,
+    lut: np.ndarray,
+    gap_fill: str,
+    guard: RangeGuard,
+    rasters: OpenRasters,
+) -> _Block:
+    """One block of a stack: every season's median (one season's scenes in memory at a time), the guard fed
+    with the observed ones, then the gaps filled."""
+    h, w = int(window.height), int(window.width)
+    medians = np.full((len(seasons_read), len(SPECTRAL_BANDS), h, w), np.nan, dtype=np.float32)
+    edges: list[SeasonEdges] = []
+    for k, season in enumerate(seasons_read):
+        if not scenes[season]:
+            edges.append(SeasonEdges.empty(len(SPECTRAL_BANDS), h, w))
+            continue
+        values, scl, base, floor = _read_stack(store, scenes[season], tile, subtile, window, SPECTRAL_BANDS, rasters)
+        days = [day_offset(it.datetime.date(), year_start) for it in scenes[season] if it.datetime]
+        season_edge = season_edges(values, scl, lut, days)
+        med = composite_bands(values, scl, lut)
+        del values, scl
+        shift = base[:, None, None].astype(np.float32)  # signed: negative reflectance is kept
+        med -= shift
+        season_edge.first_value -= shift
+        season_edge.last_value -= shift
+        medians[k] = med
+        edges.append(season_edge)
+        if season in seasons_needed:  # the physical-range guard judges observations, before any filling
+            guard.add(season, feat.composite_to_values(dict(zip(SPECTRAL_BANDS, med, strict=True))), floor)
+    qa = fill_gaps(medians, edges, centres, period, gap_fill)
+    season_refl = {
+        s: feat.composite_to_values(dict(zip(SPECTRAL_BANDS, medians[k], strict=True)))
+        for k, s in enumerate(seasons_read)
+        if s in seasons_needed
+    }
+    return _Block(season_refl, qa)
+
+
 def build_stack(
     year: int,
     subtile: Subtile,
@@ -165,7 +224,7 @@ def build_stack(
 ) -> StackResult:
     """Build (or skip, if its inputs have not changed) the feature stack of one subtile and year.
 
-    Fails (:class:`terracover.stackguard.PhysicalRangeError`) before writing anything when more than
+    Fails (:class:`terracover.stackguard.PhysicalRangeError`) before publishing anything when more than
     ``max_out_of_range`` of a season's valid pixels in any optical band lie outside the physical range.
     ``gap_fill`` is the policy of :mod:`terracover.gapfill` (``settings.gap_fill``): with it on, a season
     without any scene (or without a clear observation at a pixel) is filled from the rest of the year.
@@ -210,67 +269,57 @@ def build_stack(
     lut = valid_scl_lut()
     height, width = subtile.shape
     qa_names = [qa_band_name(s) for s in seasons_needed]
-    out = np.full((len(names) + len(qa_names), height, width), np.nan, dtype=np.float32)
+    qa_all = np.full((len(qa_names), height, width), np.nan, dtype=np.float32)  # for the quality shares
     terrain = _read_terrain(store, catalog, subtile)
     guard = RangeGuard()
     windows = list(iter_windows(height, width, block=BLOCK_ROWS))
-    # Each scene raster is opened once for the whole subtile and read block by block (one GDAL environment).
-    with store.open_rasters() as rasters:
-        for i, window in enumerate(windows, start=1):
-            rs = slice(int(window.row_off), int(window.row_off + window.height))
-            cs = slice(int(window.col_off), int(window.col_off + window.width))
-            h, w = int(window.height), int(window.width)
-            medians = np.full((len(seasons_read), len(SPECTRAL_BANDS), h, w), np.nan, dtype=np.float32)
-            edges: list[SeasonEdges] = []
-            for k, season in enumerate(seasons_read):
-                if not scenes[season]:
-                    edges.append(SeasonEdges.empty(len(SPECTRAL_BANDS), h, w))
-                    continue
-                values, scl, base, floor = _read_stack(
-                    store, scenes[season], tile, subtile, window, SPECTRAL_BANDS, rasters
-                )
-                days = [day_offset(it.datetime.date(), year_start) for it in scenes[season] if it.datetime]
-                season_edge = season_edges(values, scl, lut, days)
-                med = composite_bands(values, scl, lut)
-                del values, scl
-                shift = base[:, None, None].astype(np.float32)  # signed: negative reflectance is kept
-                med -= shift
-                season_edge.first_value -= shift
-                season_edge.last_value -= shift
-                medians[k] = med
-                edges.append(season_edge)
-                if season in seasons_needed:  # the physical-range guard judges observations, before any filling
-                    guard.add(season, feat.composite_to_values(dict(zip(SPECTRAL_BANDS, med, strict=True))), floor)
-            qa = fill_gaps(medians, edges, centres, period, gap_fill)
-            season_refl = {
-                s: feat.composite_to_values(dict(zip(SPECTRAL_BANDS, medians[k], strict=True)))
-                for k, s in enumerate(seasons_read)
-                if s in seasons_needed
-            }
-            out[: len(names), rs, cs] = feat.compute_feature_stack(
-                season_refl, terrain[0][rs, cs], terrain[1][rs, cs], terrain[2][rs, cs], names
-            )
-            for j, season in enumerate(seasons_needed):
-                out[len(names) + j, rs, cs] = qa[seasons_read.index(season)]
-            log.info("stack %s: block %d/%d (rows %d-%d)", item_id, i, len(windows), rs.start, rs.stop)
-    guard.enforce(item_id, scenes, max_out_of_range)
-    quality = {s: quality_fractions(out[len(names) + j]) for j, s in enumerate(seasons_needed)}
-    valid = {s: round(q["observed"], 4) for s, q in quality.items()}
-    with store.writer(key, suffix=".tif") as path:
-        write_cog(
+    tags = {
+        "terracover:year": str(year),
+        "terracover:tile": tile,
+        "terracover:subtile": subtile.id,
+        "terracover:inputs_sha256": digest,
+    }
+    # Each block goes to the COG's on-disk temporary as soon as it is computed: the stack is never held whole.
+    # Nothing is published before the physical-range guard has judged every block (the writer's temporary
+    # directory goes with an exception).
+    with (
+        store.writer(key, suffix=".tif") as path,
+        cog_writer(
             path,
-            out,
+            len(names) + len(qa_names),
+            height,
+            width,
+            "float32",
             subtile.transform,
             subtile.crs,
             nodata=float("nan"),
             descriptions=[*names, *qa_names],
-            tags={
-                "terracover:year": str(year),
-                "terracover:tile": tile,
-                "terracover:subtile": subtile.id,
-                "terracover:inputs_sha256": digest,
-            },
-        )
+            tags=tags,
+            threads=COG_THREADS,
+        ) as dst,
+    ):
+        # Each scene raster is opened once for the whole subtile and read block by block (one GDAL environment).
+        with store.open_rasters() as rasters:
+            for i, window in enumerate(windows, start=1):
+                rs = slice(int(window.row_off), int(window.row_off + window.height))
+                cs = slice(int(window.col_off), int(window.col_off + window.width))
+                block = _stack_block(
+                    store, scenes, tile, subtile, window, seasons_read, seasons_needed, centres, period,
+                    year_start, lut, gap_fill, guard, rasters,
+                )  # fmt: skip
+                features = feat.compute_feature_stack(
+                    block.season_refl, terrain[0][rs, cs], terrain[1][rs, cs], terrain[2][rs, cs], names
+                )
+                dst.write(np.asarray(features, dtype=np.float32), indexes=list(range(1, len(names) + 1)), window=window)
+                qa = block.qa[[seasons_read.index(s) for s in seasons_needed]]
+                if qa_names:
+                    dst.write(qa, indexes=list(range(len(names) + 1, len(names) + len(qa_names) + 1)), window=window)
+                qa_all[:, rs, cs] = qa
+                del features, block
+                log.info("stack %s: block %d/%d (rows %d-%d)", item_id, i, len(windows), rs.start, rs.stop)
+        guard.enforce(item_id, scenes, max_out_of_range)
+    quality = {s: quality_fractions(qa_all[j]) for j, s in enumerate(seasons_needed)}
+    valid = {s: round(q["observed"], 4) for s, q in quality.items()}
     item = _stack_item(year, subtile, store, key, names, scenes, digest, valid)
     item.properties.update(guard.summary())
     item.properties.update(
