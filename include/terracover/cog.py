@@ -90,6 +90,7 @@ def cog_writer(
                 if tags:
                     dst.update_tags(**tags)
                 yield dst
+            _check_parts(parts, count)
             rasterio.shutil.copy(parts, path, driver="COG", **cog_options)
             parts.unlink()
             _check_complete(path, count)
@@ -122,6 +123,20 @@ def write_cog(
         if colormap is not None:
             dst.write_colormap(1, dict(colormap))
     return path
+
+
+def _check_parts(parts: Path, count: int) -> None:
+    """Every tile of every band of the temporary is on disk. GDAL flushes its cache to the file on eviction and
+    at close and only logs a failed flush (a full disk); a missing tile then reads back as nodata, and the COG
+    copied from it would be complete but wrong."""
+    size = parts.stat().st_size
+    with rasterio.open(parts) as src:
+        for band in range(1, count + 1):
+            for (row, col), _ in src.block_windows(band):
+                offset = src.get_tag_item(f"BLOCK_OFFSET_{col}_{row}", "TIFF", bidx=band)
+                length = src.get_tag_item(f"BLOCK_SIZE_{col}_{row}", "TIFF", bidx=band)
+                if not offset or not length or int(offset) + int(length) > size:
+                    raise OSError(f"band {band} tile ({row}, {col}) of {parts} was not written: is the disk full?")
 
 
 def _check_complete(path: Path, count: int) -> None:
