@@ -50,7 +50,7 @@ def _s3_objects(store: S3Store) -> dict[str, str]:
 
 
 def _fail_puts_of(fragment: str) -> Any:
-    # A PUT (upload, multipart part, or server-side copy) of any object whose key contains ``fragment``.
+    # A PUT or POST (an upload, a multipart part or its completion) of any object whose key contains ``fragment``.
     return lambda method, path, headers, body: method in ("PUT", "POST") and fragment in path
 
 
@@ -249,14 +249,14 @@ def s3_dataplane(
             yield proxy, s, open_store(s).get_bytes(clean["key"])
 
 
-@pytest.mark.parametrize(("mode", "step"), [("500", "publish"), ("reset", "upload")])
+@pytest.mark.parametrize(("mode", "step"), [("500", "complete"), ("reset", "part")])
 def test_build_stack_with_the_s3_api_failing_on_write_leaves_nothing_and_a_retry_is_identical(
     s3_dataplane: tuple[FaultyProxy, Settings, bytes], mode: str, step: str
 ) -> None:
-    """``upload``: the (multipart) upload of the temporary object fails; ``publish``: its server-side copy into
-    place fails. First a build with no stack yet, then a rebuild over an existing one: after each fault the
-    bucket holds exactly what it held before (the old stack unchanged, no temporary, the catalog unchanged),
-    and the retry gives the bytes of a clean build."""
+    """A stack is a multipart upload. ``part``: the upload of its parts fails; ``complete``: the request that
+    publishes the finished upload fails. First a build with no stack yet, then a rebuild over an existing one:
+    after each fault the bucket holds exactly what it held before (the old stack unchanged, no temporary, no
+    unfinished upload, the catalog unchanged), and the retry gives the bytes of a clean build."""
     from terracover.catalog import COMPOSITES_COLLECTION
     from terracover.keys import stack_key
     from terracover.pipeline import ready_catalog
@@ -271,10 +271,11 @@ def test_build_stack_with_the_s3_api_failing_on_write_leaves_nothing_and_a_retry
     catalog.delete_item(COMPOSITES_COLLECTION, item_id)
 
     def fail(method: str, path: str, headers: dict[str, str], body: bytes) -> bool:
-        if method not in ("PUT", "POST") or "composites/" not in path:
+        if "composites/" not in path:
             return False
-        temporary = TMP_MARK in path.rsplit("/", 1)[-1]
-        return temporary if step == "upload" else not temporary
+        if step == "part":
+            return method == "PUT" and "partNumber=" in path
+        return method == "POST" and "uploadId=" in path  # CompleteMultipartUpload
 
     for existing in (None, "kept"):
         before = _s3_objects(store)
@@ -288,6 +289,8 @@ def test_build_stack_with_the_s3_api_failing_on_write_leaves_nothing_and_a_retry
         assert proxy.failed and all("composites/" in f for f in proxy.failed), proxy.failed
         proxy.failed.clear()
         assert _s3_objects(store) == before, f"a failed {step} left or changed an object (stack before: {existing})"
+        unfinished = store.client.list_multipart_uploads(Bucket=store.bucket).get("Uploads", [])
+        assert not unfinished, f"unfinished multipart uploads were left behind: {unfinished}"
         got = catalog.get_item(COMPOSITES_COLLECTION, item_id)
         assert (got and got.to_dict()) == (stack_item and stack_item.to_dict()), "the catalog changed"
         retried = build_stack(S3_YEAR, st, store, catalog, overwrite=True)

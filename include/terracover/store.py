@@ -1,9 +1,10 @@
 """One object-store interface over a local folder and S3-compatible storage, with atomic writes.
 
 Keys are ``/``-separated and relative to the store root (``settings.store_uri``: a folder or
-``s3://bucket/prefix``). Every write lands under a temporary name first and is moved into place only when
-complete, so a crashed task never leaves a half-written object under a real key (docs/architecture.md section
-3), and the same objects are readable by GDAL/rasterio (a local path or ``/vsis3/`` with a custom endpoint).
+``s3://bucket/prefix``). Every write is published only when complete (a folder: written under a temporary name
+and renamed into place; S3: one PUT or multipart upload, which S3 publishes whole or not at all), so a crashed
+task never leaves a half-written object under a real key (docs/architecture.md section 3), and the same
+objects are readable by GDAL/rasterio (a local path or ``/vsis3/`` with a custom endpoint).
 """
 
 from __future__ import annotations
@@ -203,8 +204,10 @@ class LocalStore(ObjectStore):
 class S3Store(ObjectStore):
     """An S3-compatible bucket and prefix (AWS, Garage, SeaweedFS, moto...).
 
-    Atomic by uploading to a temporary key and server-side copying it into place: S3 has no rename, but a
-    copy publishes the object whole or not at all.
+    Atomic by S3 itself: a PUT, or a multipart upload at its completion, publishes the object whole or not at
+    all, so the upload goes straight to the key. No temporary object ever exists: a writer killed mid-upload
+    leaves at most an unfinished multipart upload, which no listing or read sees (a bucket lifecycle rule
+    ``AbortIncompleteMultipartUpload`` reclaims its parts); a failed upload is aborted by the transfer manager.
     """
 
     def __init__(
@@ -244,13 +247,7 @@ class S3Store(ObjectStore):
         return f"{self.prefix}/{key}" if self.prefix else key
 
     def put_file(self, key: str, path: Path) -> None:
-        full = self._key(key)
-        tmp = f"{full}{TMP_MARK}{uuid.uuid4().hex}"
-        self.client.upload_file(str(path), self.bucket, tmp)
-        try:
-            self.client.copy({"Bucket": self.bucket, "Key": tmp}, self.bucket, full)
-        finally:
-            self.client.delete_object(Bucket=self.bucket, Key=tmp)
+        self.client.upload_file(str(path), self.bucket, self._key(key))
 
     def get_bytes(self, key: str) -> bytes:
         try:
