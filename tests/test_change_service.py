@@ -21,7 +21,7 @@ from pyproj import Geod, Transformer
 from shapely.geometry import Point, box, mapping
 
 from tests.fixtures.mlflow_server import running_mlflow
-from tests.fixtures.procs import terracover_env
+from tests.fixtures.procs import terracover_env, wait_until
 from tests.fixtures.serving import settings_now, start_service, train_and_approve
 
 pytestmark = [pytest.mark.services]
@@ -225,9 +225,18 @@ def test_change_finds_the_injected_change(service: str, two_years: dict[str, Any
     # Each year's error-adjusted areas; 2023's water holds the new lake.
     after = a["area_estimates"]["to"]["classes"]
     assert after["water"]["mapped_ha"] >= to_water
-    metrics = httpx.get(f"{service}/metrics", timeout=30).text
-    assert 'terracover_change_changed_fraction_count{years="2022-2023"}' in metrics
-    assert 'terracover_changes_total{status="ok",years="2022-2023"}' in metrics
+
+    def exported() -> bool:
+        text = httpx.get(f"{service}/metrics", timeout=30).text
+        return all(
+            line in text
+            for line in (
+                'terracover_change_changed_fraction_count{years="2022-2023"}',
+                'terracover_changes_total{status="ok",years="2022-2023"}',
+            )
+        )
+
+    wait_until(exported, 60, "the change metrics on /metrics")
 
 
 def test_unchanged_area_changes_only_within_the_model_change_share(service: str) -> None:
@@ -274,3 +283,44 @@ def test_bad_change_requests_get_a_4xx_that_says_what_to_fix(
     r = httpx.post(f"{service}/change", json=body, timeout=120)
     assert r.status_code == status, r.text
     assert needle in r.text, r.text
+
+
+def test_xyz_tiles_of_the_years_imagery_and_of_stored_maps(service: str) -> None:
+    import io
+
+    import morecantile
+    from PIL import Image
+
+    tms = morecantile.tms.get("WebMercatorQuad")
+    centre = box(*CHANGED).centroid
+    t = tms.tile(centre.x, centre.y, 16)
+    a = change(service, _polygon(CHANGED)).json()
+
+    def rgba(path: str) -> np.ndarray:
+        r = httpx.get(f"{service}{path}", timeout=120)
+        assert r.status_code == 200 and r.headers["content-type"] == "image/png", (path, r.status_code, r.text[:200])
+        return np.asarray(Image.open(io.BytesIO(r.content)).convert("RGBA"))
+
+    address = f"{t.z}/{t.x}/{t.y}.png"
+    before, after = rgba(f"/tiles/truecolour/{YEARS[0]}/{address}"), rgba(f"/tiles/truecolour/{YEARS[1]}/{address}")
+    assert (before[..., 3] == 255).all() and (after[..., 3] == 255).all()  # the stacks cover the whole tile
+    water = (0, 50, 200)
+    lake = rgba(f"/tiles/predictions/{YEARS[1]}/{a['predictions']['to']}/{address}")
+    in_lake = (lake[..., :3] == water).all(axis=-1)
+    assert in_lake.mean() > 0.3
+    # the imagery changed where the lake is, not (beyond noise) around it
+    diff = np.abs(after[..., :3].astype(np.int16) - before[..., :3].astype(np.int16)).mean(axis=-1)
+    assert diff[in_lake].mean() > 2 * diff[~in_lake].mean(), (diff[in_lake].mean(), diff[~in_lake].mean())
+    changed = rgba(f"/tiles/changes/{YEARS[0]}-{YEARS[1]}/{a['change_id']}/{address}")
+    assert (changed[..., :3] == water).all(axis=-1).mean() > 0.3  # changed pixels in the colour they became
+    far = tms.tile(10.0, 50.0, 16)
+    assert httpx.get(f"{service}/tiles/truecolour/{YEARS[0]}/{far.z}/{far.x}/{far.y}.png").status_code == 204
+    for bad, status in (
+        (f"/tiles/truecolour/{YEARS[0]}/5/1/1.png", 400),
+        (f"/tiles/truecolour/{YEARS[0]}/{address}?season=monsoon", 400),
+        (f"/tiles/truecolour/{YEARS[0]}/16/x/1.png", 400),
+        (f"/tiles/predictions/{YEARS[0]}/20200101T000000-000000000000/{address}", 404),
+        (f"/tiles/changes/{YEARS[0]}/{a['change_id']}/{address}", 400),
+    ):
+        r = httpx.get(f"{service}{bad}", timeout=60)
+        assert r.status_code == status and len(r.json()["error"]) > 20, (bad, r.status_code, r.text)

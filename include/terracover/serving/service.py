@@ -116,6 +116,73 @@ async def change_download_view(request: Request) -> Response:
     return RedirectResponse(svc.store.url(key))
 
 
+def _tile_address(request: Request) -> tuple[int, int, int] | None:
+    """z, x, y of ``/{z}/{x}/{y}.png`` as integers (None when not plain decimal numbers)."""
+    parts = (request.path_params["z"], request.path_params["x"], request.path_params["y"].removesuffix(".png"))
+    if not all(p.isascii() and p.isdigit() and len(p) <= 8 for p in parts):
+        return None
+    z, x, y = (int(p) for p in parts)
+    return z, x, y
+
+
+def _png(png: bytes | None) -> Response:
+    """A tile, or 204 where there is nothing to draw (XYZ clients leave the tile empty)."""
+    if png is None:
+        return Response(status_code=HTTPStatus.NO_CONTENT)
+    return Response(png, media_type="image/png", headers={"Cache-Control": "max-age=3600"})
+
+
+_BAD_TILE = "expected /{z}/{x}/{y}.png with whole numbers (XYZ tile address, Web Mercator)"
+
+
+async def truecolour_tile_view(request: Request) -> Response:
+    """An XYZ tile (256 px PNG) of a year's true colour from its own feature stacks (``?season=``, zoom >= 10)."""
+    from terracover.tiles import DEFAULT_SEASON, stack_keys_under, true_colour_png
+
+    year, address = request.path_params["year"], _tile_address(request)
+    if address is None or not (year.isascii() and year.isdigit() and len(year) == 4):
+        return JSONResponse({"error": f"{_BAD_TILE}, after /tiles/truecolour/{{year}}"}, 400)
+    svc, season = _service(), request.query_params.get("season", DEFAULT_SEASON)
+
+    def render() -> bytes | None:
+        keys = stack_keys_under(svc.catalog, int(year), *address)
+        return true_colour_png(svc.store, keys, *address, season=season)
+
+    try:
+        return _png(await _render_tile(render))
+    except BadRequestError as exc:
+        return JSONResponse(exc.body(), status_of(exc) or HTTPStatus.BAD_REQUEST)
+
+
+async def map_tile_view(request: Request) -> Response:
+    """An XYZ tile of a stored prediction or change map in its own colour table."""
+    from terracover.tiles import classified_png
+
+    kind, group, mid = request.path_params["kind"], request.path_params["group"], request.path_params["id"]
+    address = _tile_address(request)
+    years = group.split("-")
+    ok_years = all(len(y) == 4 and y.isascii() and y.isdigit() for y in years)
+    if address is None or kind not in ("predictions", "changes") or not ok_years or not _is_id(mid):
+        return JSONResponse(
+            {
+                "error": f"{_BAD_TILE}, after /tiles/predictions/{{year}}/{{prediction_id}} or"
+                " /tiles/changes/{from_year}-{to_year}/{change_id}"
+            },
+            400,
+        )
+    if (kind == "predictions") != (len(years) == 1) or len(years) > 2:
+        return JSONResponse({"error": "a prediction is under one year, a change under {from_year}-{to_year}"}, 400)
+    key = prediction_key(int(years[0]), mid) if kind == "predictions" else change_key(int(years[0]), int(years[1]), mid)
+    svc = _service()
+    if not svc.store.exists(key):
+        return JSONResponse({"error": f"no stored map {kind}/{group}/{mid}"}, 404)
+    try:
+        legend = classes.colormap() if kind == "predictions" else None  # change maps carry their own table
+        return _png(await _render_tile(classified_png, svc.store, key, *address, legend))
+    except BadRequestError as exc:
+        return JSONResponse(exc.body(), status_of(exc) or HTTPStatus.BAD_REQUEST)
+
+
 async def coverage_view(request: Request) -> Response:
     """``GET /coverage?year=``: the exact footprint /predict serves for a year (union of its stack footprints)."""
     year = request.query_params.get("year", "")
@@ -133,6 +200,19 @@ async def _to_thread(fn: Any, *args: Any) -> Any:
     return await anyio.to_thread.run_sync(fn, *args)
 
 
+_TILE_THREADS: dict[str, Any] = {}
+
+
+async def _render_tile(fn: Any, *args: Any) -> Any:
+    """Run a tile render in a thread, at most 4 at a time: a map view asks for a dozen tiles at once, and each
+    reads rasters; unbounded, they starve the predictions on a small machine."""
+    import anyio
+
+    if "limiter" not in _TILE_THREADS:
+        _TILE_THREADS["limiter"] = anyio.CapacityLimiter(4)
+    return await anyio.to_thread.run_sync(fn, *args, limiter=_TILE_THREADS["limiter"])
+
+
 web = Starlette(
     routes=[
         Route("/", index),
@@ -141,6 +221,8 @@ web = Starlette(
         Route("/admin/reload", reload_view, methods=["POST"]),
         Route("/predictions/{year}/{name}", download_view),
         Route("/changes/{pair}/{name}", change_download_view),
+        Route("/tiles/truecolour/{year}/{z}/{x}/{y}", truecolour_tile_view),
+        Route("/tiles/{kind}/{group}/{id}/{z}/{x}/{y}", map_tile_view),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
 )
@@ -290,6 +372,12 @@ class LandCover:
         self._stop = threading.Event()
         threading.Thread(target=self.models.run_periodic_refresh, args=(self._stop,), daemon=True).start()
         self._after = ThreadPoolExecutor(max_workers=1, thread_name_prefix="terracover-shadow")
+        # rio-tiler imported once here: tile requests render in threads, and a first import racing in two of
+        # them fails with a partially initialised module
+        import rio_tiler.io
+        import rio_tiler.mosaic
+        import rio_tiler.utils  # noqa: F401
+
         self.git_sha = registry.git_sha()
         _SERVICE["instance"] = self
 
