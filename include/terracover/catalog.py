@@ -296,6 +296,14 @@ class EmbeddedCatalog(Catalog):
         return [_summary(y, t, n, vs, vc, json.loads(vers)) for y, t, n, vs, vc, vers in rows]
 
 
+# Properties the pipeline filters on, indexed in pgSTAC (a queryable with an index type: pgSTAC builds a BTREE on
+# every partition of the collection). Without it "the scenes of a tile and season" read every scene of the season
+# from the heap to compare the tile in JSON (~1,900 rows at Iberia size for ~12 kept).
+INDEXED_PROPERTIES: dict[str, tuple[tuple[str, dict[str, str], str], ...]] = {
+    SCENES_COLLECTION: (("terracover:tile", {"type": "string"}, "to_text"),),
+}
+
+
 class PgStacCatalog(Catalog):
     """pgSTAC through pypgstac: loads with ``Loader`` (upsert), searches with pgSTAC's ``search()``."""
 
@@ -315,6 +323,16 @@ class PgStacCatalog(Catalog):
         body = coll.to_dict(include_self_link=False) if isinstance(coll, pystac.Collection) else dict(coll)
         with self._db() as db:
             Loader(db).load_collections(iter([body]), insert_mode=Methods.upsert)
+            for name, definition, wrapper in INDEXED_PROPERTIES.get(body["id"], ()):
+                known = db.query_one(
+                    "SELECT count(*) FROM pgstac.queryables WHERE name = %s AND %s = ANY(collection_ids)",
+                    (name, body["id"]),
+                )
+                if not known:
+                    db.query_one(
+                        "SELECT pgstac.upsert_queryable(%s, %s::jsonb, %s, 'BTREE', ARRAY[%s])",
+                        (name, json.dumps(definition), wrapper, body["id"]),
+                    )
 
     def collections(self) -> list[str]:
         with self._db() as db:
