@@ -21,8 +21,12 @@ watches Alertmanager for `{ALERT}` (params `alertname`, `labels`, e.g. `{{"year"
 `decide` checks, per alerting `year`, for labelled points (by content: id, position, class) that the year's
 champion was not trained on; rewriting an identical label file is not new:
 - new labels -> `trigger_training` starts `train_model` with conf `{{"year": ...}}` (a human still approves);
-- none -> nothing is trained, and the reason is logged, returned in XCom, shown as the skipped
-  `nothing_to_do` task and written to the store under `monitoring/decisions/{{year}}/`.
+- none, or a retraining on this same label set already started by an earlier run -> nothing is trained, and
+  the reason is logged, returned in XCom, shown as the skipped `nothing_to_do` task and written to the store
+  under `monitoring/decisions/{{year}}/`.
+
+An alert is a state: it keeps firing for its window and every run that sees it decides again, so new labels
+act while the same alert fires; a label set starts one retraining, however many runs see the alert.
 
 **Webhook path.** Alertmanager (or anything) can start a run through Airflow's REST API with the alerts in
 the conf; the sensor is then skipped:
