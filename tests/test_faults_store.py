@@ -65,9 +65,16 @@ def proxied_store(s3_server: str, s3_bucket: str, settings: Settings, monkeypatc
         yield proxy, s
 
 
-@pytest.mark.parametrize("mode", ["500", "reset"])
+@pytest.mark.parametrize(
+    ("mode", "failing"),
+    [
+        ("500", "predictions/"),
+        ("reset", "predictions/"),
+        ("500", f"{PID}.tif"),  # the map only: its quality layer, already stored, must go too
+    ],
+)
 def test_prediction_with_the_s3_api_failing_on_write_leaves_nothing_and_a_retry_is_identical(
-    proxied_store: tuple[FaultyProxy, Settings], mode: str
+    proxied_store: tuple[FaultyProxy, Settings], mode: str, failing: str
 ) -> None:
     proxy, s = proxied_store
     store, catalog = open_store(s), open_catalog(s)
@@ -75,18 +82,19 @@ def test_prediction_with_the_s3_api_failing_on_write_leaves_nothing_and_a_retry_
     for st in grid.subtiles_for_geometry(CROSSING, SIZE):
         write_stack(store, catalog, YEAR, st, NAMES)
     before = _s3_keys(store)
-    proxy.arm(_fail_puts_of("predictions/"), mode)  # type: ignore[arg-type]
+    proxy.arm(_fail_puts_of(failing), mode)  # type: ignore[arg-type]
     with pytest.raises(Exception):  # noqa: B017 - whatever botocore raises; the point is what remains
         predict_aoi(CROSSING, YEAR, _model(), store, catalog, s, prediction_id=PID)
     assert proxy.failed, "the fault was never injected"
     assert _s3_keys(store) == before, "a failed write left an object (or a temporary) behind"
     proxy.disarm()
     p = predict_aoi(CROSSING, YEAR, _model(), store, catalog, s, prediction_id=PID)
-    assert [k for k in _s3_keys(store) if k not in before] == [f"data/{p.key}"]
-    retried = store.get_bytes(p.key)
+    assert [k for k in _s3_keys(store) if k not in before] == sorted([f"data/{p.key}", f"data/{p.quality_key}"])
+    retried = store.get_bytes(p.key), store.get_bytes(p.quality_key)
     store.delete(p.key)
+    store.delete(p.quality_key)
     clean = predict_aoi(CROSSING, YEAR, _model(), store, catalog, s, prediction_id=PID)
-    assert store.get_bytes(clean.key) == retried
+    assert (store.get_bytes(clean.key), store.get_bytes(clean.quality_key)) == retried
 
 
 def _run(code: str, env: dict[str, str], fsize: int | None = None) -> subprocess.CompletedProcess[str]:

@@ -1,6 +1,7 @@
 """The annual map product on small synthetic stacks in two UTM zones: every pixel a stack covers is classified
-into a class/confidence/quality COG, catalogued in terracover-maps, and each zone's VRT mosaic opens with
-rasterio (GDAL, as QGIS does) and reads back the subtiles' own values (no Airflow, no MLflow)."""
+into a map COG (class with its colour table, confidence) and a quality COG, catalogued in terracover-maps, and
+each zone's VRT mosaic opens with rasterio (GDAL, as QGIS does), shows the class colours and reads back the
+subtiles' own values (no Airflow, no MLflow)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ import rasterio
 from sklearn.ensemble import RandomForestClassifier
 from terracover import grid
 from terracover.catalog import MAPS_COLLECTION
-from terracover.keys import map_key
-from terracover.maps import BANDS, map_subtile, publish_mosaics, stacks_of_year
+from terracover.keys import map_key, map_mosaic_key, map_quality_key
+from terracover.mapfile import MAP_BANDS, QUALITY_BANDS
+from terracover.maps import map_subtile, publish_mosaics, stacks_of_year
+from terracover.observation import NOT_CLASSIFIED, OBSERVED
 from terracover.pipeline import ready_catalog
 from terracover.registry import LoadedModel
 from terracover.settings import Settings
@@ -44,21 +47,29 @@ def test_every_stack_is_mapped_and_each_zone_has_a_mosaic(settings: Settings) ->
 
     tiles = [map_subtile(YEAR, st, model, store, catalog) for st in subtiles]
     with rasterio.open(store.gdal_path(map_key(YEAR, "3", east))) as src:
-        assert src.descriptions == BANDS and src.crs == east.crs
-        cls, conf, quality = src.read()
+        assert src.descriptions == MAP_BANDS and src.crs == east.crs
+        assert src.colormap(1)[7][:3] == (0, 120, 0)  # closedForest's colour, embedded for QGIS
+        cls, conf = src.read()
+    with rasterio.open(store.gdal_path(map_quality_key(YEAR, "3", east))) as src:
+        assert src.descriptions == QUALITY_BANDS
+        quality = src.read(1)
     expected = np.where(pixel_values(east, NAMES)[0] > 0.5, 7, 4)
-    assert np.isnan(cls[:3]).all() and np.isnan(quality[:3]).all()  # never a class for a pixel it cannot see
-    assert (cls[3:] == expected[3:]).mean() > 0.95 and (conf[3:] > 0.5).all() and (quality[3:] == 1).all()
+    assert (cls[:3] == 0).all() and (quality[:3] == NOT_CLASSIFIED).all()  # no class for a pixel it cannot see
+    assert (cls[3:] == expected[3:]).mean() > 0.95 and (conf[3:] > 50).all() and (quality[3:] == OBSERVED).all()
     items = catalog.search(collections=[MAPS_COLLECTION], properties={"terracover:year": YEAR})
     assert len(items) == 3 and {i.properties["terracover:model_version"] for i in items} == {"3"}
+    assert all(set(i.assets) == {"map", "quality"} for i in items)
 
     mosaics = publish_mosaics(YEAR, "3", tiles, store, SIZE)
     assert len(mosaics) == 2  # one per UTM zone
     zone30 = next(k for k in mosaics if k.endswith(f"{west.crs.to_epsg()}.vrt"))
     with rasterio.open(store.gdal_path(zone30)) as vrt:
-        assert vrt.count == 3 and vrt.crs == west.crs and vrt.width == 2 * SIZE
+        assert vrt.count == 2 and vrt.crs == west.crs and vrt.width == 2 * SIZE
+        assert vrt.colormap(1)[7][:3] == (0, 120, 0)
         whole = vrt.read(1)
         for st in (west, west2):
             with rasterio.open(store.gdal_path(map_key(YEAR, "3", st))) as part:
                 col = round((st.bounds[0] - vrt.bounds.left) / 10)
                 np.testing.assert_array_equal(whole[:, col : col + SIZE], part.read(1))
+    with rasterio.open(store.gdal_path(map_mosaic_key(YEAR, "3", west.crs.to_epsg(), quality=True))) as vrt:
+        assert vrt.descriptions == QUALITY_BANDS and vrt.width == 2 * SIZE

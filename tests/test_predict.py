@@ -244,9 +244,11 @@ def test_the_quality_band_tells_observed_filled_missing_and_unclassified(setting
     aoi = shp_transform(Transformer.from_crs(st.crs, 4326, always_xy=True).transform, box(x0, y1, x1, y0).buffer(-25))
     for model, partial in ((plain, NOT_CLASSIFIED), (aware, PARTIAL)):
         p = predict_aoi(aoi, YEAR, model, store, catalog, s)
-        with rasterio.open(store.path(p.key)) as src:
-            assert src.descriptions[2:] == ("quality", "clear_observations")
-            cls, quality, clear = src.read(1), src.read(3), src.read(4)
+        with rasterio.open(store.path(p.key)) as src, rasterio.open(store.path(p.quality_key)) as qsrc:
+            assert src.descriptions == ("class", "confidence")
+            assert qsrc.descriptions == ("quality", "clear_observations")
+            assert (qsrc.transform, qsrc.shape) == (src.transform, src.shape)
+            cls, quality, clear = src.read(1), qsrc.read(1), qsrc.read(2)
             off = round((src.transform.f - st.transform.f) / 10)  # output row of the stack's row r: r + off
 
         def at(stack_row: int, quality: np.ndarray = quality, off: int = off) -> set[int]:

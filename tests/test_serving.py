@@ -67,16 +67,22 @@ def _raster(answer: dict[str, Any]) -> Path:
     return Path(url.removeprefix("file://"))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known defect: with 4 uint8 bands GDAL cannot embed a TIFF palette and writes the class colour table "
-    "to a .aux.xml side-car, which the object store does not publish",
-)
-def test_prediction_embeds_the_class_colour_table(service: str, champion_version: str) -> None:
+def test_prediction_embeds_the_class_colour_table_and_ships_its_quality_layer(
+    service: str, champion_version: str
+) -> None:
     r = predict(service, ONE_TILE_AOI)
     assert r.status_code == 200, r.text
-    with rasterio.open(_raster(r.json())) as out:
-        assert out.colormap(1)[4][:3] == (0, 50, 200)  # water's colour embedded
+    body = r.json()
+    with rasterio.open(_raster(body)) as out:
+        assert out.colormap(1)[4][:3] == (0, 50, 200)  # water's colour embedded, no side-car needed
+        grid_of_map, classified = (out.transform, out.shape), out.read(1) > 0
+    quality_path = Path(body["quality_raster_url"].removeprefix("file://"))
+    with rasterio.open(quality_path) as q:
+        assert q.descriptions == ("quality", "clear_observations") and (q.transform, q.shape) == grid_of_map
+        assert (np.isin(q.read(1), [1, 2, 3]) == classified).all()  # every classified pixel says how
+    assert set(body["stac_item"]["assets"]) == {"classification", "quality"}
+    download = httpx.get(f"{service}{body['quality_download_path']}", timeout=60)
+    assert download.status_code == 200 and download.content == quality_path.read_bytes()
 
 
 def test_prediction_matches_the_model_run_offline_pixel_for_pixel(service: str, champion_version: str) -> None:
@@ -276,7 +282,7 @@ def test_coverage_is_the_served_footprint_and_any_half_km_aoi_inside_gets_a_map(
         assert body["pixels"] > 0 and 0 < body["classified_fraction"] <= 1
         assert sum(body["quality_fractions"].values()) == pytest.approx(1, abs=1e-4)
         with rasterio.open(_raster(body)) as src:
-            assert src.count == 4 and src.descriptions[2] == "quality"
+            assert src.count == 2 and src.descriptions == ("class", "confidence")
 
 
 def test_new_champion_is_answered_after_reload_and_shadow_is_scored(service: str, champion_version: str) -> None:

@@ -40,7 +40,7 @@ ALL_COLLECTIONS: dict[str, str] = {
     COMPOSITES_COLLECTION: "Per-subtile yearly feature stacks: seasonal medians, indices, terrain",
     MODELS_COLLECTION: "Land-cover models (STAC MLM extension), one registered model per year",
     PREDICTIONS_COLLECTION: "Classified maps answered by the prediction service, with provenance",
-    MAPS_COLLECTION: "Each year's wall-to-wall map by its champion: class, confidence, quality COG per subtile",
+    MAPS_COLLECTION: "Each year's wall-to-wall map by its champion: per subtile a class COG and a quality COG",
 }
 
 

@@ -59,14 +59,28 @@ def map_key(year: int, version: str, subtile: Subtile) -> str:
     return f"maps/{int(year)}/v{version}/{subtile.tile.name}/{subtile.id}.tif"
 
 
-def map_mosaic_key(year: int, version: str, epsg: int) -> str:
-    """A year's map mosaic over one UTM zone (GDAL VRT): ``maps/{year}/v{version}/mosaic-{epsg}.vrt``."""
-    return f"maps/{int(year)}/v{version}/mosaic-{epsg}.vrt"
+def map_quality_key(year: int, version: str, subtile: Subtile) -> str:
+    """A published map subtile's quality layer: ``maps/{year}/v{version}/{tile}/{subtile_id}_quality.tif``."""
+    return f"maps/{int(year)}/v{version}/{subtile.tile.name}/{subtile.id}_quality.tif"
+
+
+def map_mosaic_key(year: int, version: str, epsg: int, quality: bool = False) -> str:
+    """A year's map mosaic over one UTM zone (GDAL VRT): ``maps/{year}/v{version}/mosaic-{epsg}.vrt``, and
+    ``mosaic-{epsg}_quality.vrt`` over the quality layers."""
+    return f"maps/{int(year)}/v{version}/mosaic-{epsg}{'_quality' if quality else ''}.vrt"
 
 
 def prediction_key(year: int, prediction_id: str) -> str:
     """A classified map: ``predictions/{year}/{prediction_id}.tif``."""
     return f"predictions/{year}/{prediction_id}.tif"
+
+
+def prediction_quality_key(year: int, prediction_id: str) -> str:
+    """A classified map's quality layer: ``predictions/{year}/{prediction_id}_quality.tif``.
+
+    A file of its own (as ESA WorldCover ships InputQuality next to Map): GDAL embeds a TIFF palette only in
+    1- or 2-band files, so the class colours stay in the map only if the quality bands live elsewhere."""
+    return f"predictions/{year}/{prediction_id}_quality.tif"
 
 
 def change_key(from_year: int, to_year: int, change_id: str) -> str:

@@ -1,16 +1,16 @@
 """The annual land-cover map as a product: every feature stack of a year classified by that year's champion,
-one COG per subtile (bands ``class``, ``confidence``, ``quality``) catalogued in ``terracover-maps``, plus a
-mosaic per UTM zone (GDAL VRT) that QGIS opens as one layer. A region's map exists without anyone calling
-the prediction service.
+catalogued in ``terracover-maps``, plus a mosaic per UTM zone (GDAL VRT) that QGIS opens as one layer. A
+region's map exists without anyone calling the prediction service.
 
-``quality`` per pixel: with the stacks' ``qa_{season}`` bands, the worst season (k >= 1 observed with k clear
-observations, 0 interpolated in time, -1 declared fallback); without them 1 where every feature the model reads
-was observed; NaN where the pixel is unclassified.
+Each subtile is the same pair of files as an answered prediction (:mod:`terracover.mapfile`): the map (class
+with its colour table, confidence) and its quality layer (observation status, clear observations), classified
+by the same window classifier, so the product and the API never disagree about a pixel.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -24,18 +24,17 @@ from shapely.ops import transform as shp_transform
 
 from terracover import classes, grid, registry
 from terracover.catalog import COMPOSITES_COLLECTION, MAPS_COLLECTION, Catalog
-from terracover.cog import write_cog
 from terracover.features import select_bands
-from terracover.keys import map_key, map_mosaic_key, stack_key
+from terracover.keys import map_key, map_mosaic_key, map_quality_key, stack_key
+from terracover.mapfile import MAP_BANDS, QUALITY_BANDS, write_map
+from terracover.observation import qa_bands_for
 from terracover.pipeline import ready_catalog
-from terracover.predict import classify
+from terracover.predict import classify_window
 from terracover.registry import LoadedModel
 from terracover.settings import Settings, get_settings
 from terracover.store import ObjectStore, open_store
 
 log = logging.getLogger(__name__)
-
-BANDS = ("class", "confidence", "quality")
 
 
 @dataclass(frozen=True)
@@ -46,39 +45,24 @@ class MapTile:
     classified_fraction: float
 
 
-def _quality(src_names: list[str], values: np.ndarray, model_ok: np.ndarray) -> np.ndarray:
-    qa = [i for i, n in enumerate(src_names) if n.startswith("qa_")]
-    if qa:
-        with np.errstate(invalid="ignore"):
-            worst = np.nanmin(values[qa], axis=0) if len(qa) > 1 else values[qa[0]]
-        return np.where(model_ok, worst, np.nan).astype(np.float32)
-    return np.where(model_ok, 1.0, np.nan).astype(np.float32)
-
-
 def map_subtile(year: int, st: grid.Subtile, model: LoadedModel, store: ObjectStore, catalog: Catalog) -> MapTile:
-    """Classify one subtile's whole stack with ``model`` and publish its COG and STAC item (idempotent)."""
-    key = map_key(year, model.version, st)
+    """Classify one subtile's whole stack with ``model`` and publish its two COGs and STAC item (idempotent)."""
+    key, quality_key = map_key(year, model.version, st), map_quality_key(year, model.version, st)
     with store.open_raster(stack_key(year, st)) as src:
         names = list(src.descriptions)
-        everything = np.asarray(src.read(out_dtype=np.float32))
-    features = everything[[i - 1 for i in select_bands(names, model.features)]]
-    X = np.ascontiguousarray(features.reshape(len(model.features), -1).T)
-    codes, confidence = classify(model, X)
-    codes2d, conf2d = codes.reshape(st.shape), confidence.reshape(st.shape)
-    classified = codes2d > 0
-    out = np.stack([np.where(classified, codes2d, np.nan), conf2d, _quality(names, everything, classified)])
-    with store.writer(key, suffix=".tif") as path:
-        write_cog(
-            path, out.astype(np.float32), st.transform, st.crs, nodata=float("nan"), descriptions=BANDS,
-            tags={"year": str(year), "model": f"{model.name} v{model.version}"},
-        )  # fmt: skip
-    fraction = float(classified.mean())
-    item = _item(year, st, model, store.uri(key), fraction)
+        qa_names = [q for q in qa_bands_for(model.features) if q in names]
+        values = np.asarray(src.read(select_bands(names, [*model.features, *qa_names]), out_dtype=np.float32))
+    n_model = len(model.features)
+    w = classify_window(values[:n_model], values[n_model:] if qa_names else None, None, n_model, model)
+    tags = {"terracover:year": str(year), "terracover:model": f"{model.name}/{model.version}"}
+    write_map(store, key, quality_key, (w.codes, w.confidence, w.quality, w.clear), st.transform, st.crs, tags)
+    fraction = float((w.codes > 0).mean())
+    item = _item(year, st, model, (store.uri(key), store.uri(quality_key)), fraction)
     catalog.upsert_items([item])
     return MapTile(item.id, key, int(st.crs.to_epsg() or 0), fraction)
 
 
-def _item(year: int, st: grid.Subtile, model: LoadedModel, href: str, fraction: float) -> pystac.Item:
+def _item(year: int, st: grid.Subtile, model: LoadedModel, hrefs: tuple[str, str], fraction: float) -> pystac.Item:
     to_wgs84 = Transformer.from_crs(st.crs, 4326, always_xy=True).transform
     footprint = shp_transform(to_wgs84, box(*st.bounds).segmentize(500))
     item = pystac.Item(
@@ -103,9 +87,10 @@ def _item(year: int, st: grid.Subtile, model: LoadedModel, href: str, fraction: 
         },
         collection=MAPS_COLLECTION,
     )
-    item.add_asset(
-        "map", pystac.Asset(href=href, media_type=pystac.MediaType.COG, roles=["data"], title="/".join(BANDS))
-    )
+    for name, href, bands in (("map", hrefs[0], MAP_BANDS), ("quality", hrefs[1], QUALITY_BANDS)):
+        item.add_asset(
+            name, pystac.Asset(href=href, media_type=pystac.MediaType.COG, roles=["data"], title="/".join(bands))
+        )
     return item
 
 
@@ -118,8 +103,9 @@ def stacks_of_year(year: int, catalog: Catalog, subtile_size: int) -> list[grid.
     ]
 
 
-def mosaic_vrt(tiles: list[tuple[grid.Subtile, str]]) -> str:
-    """A GDAL VRT of subtile COGs sharing one CRS and pixel size (their own lattice, so no resampling)."""
+def mosaic_vrt(tiles: list[tuple[grid.Subtile, str]], bands: Sequence[str], palette: bool) -> str:
+    """A GDAL VRT of subtile COGs sharing one CRS and pixel size (their own lattice, so no resampling); with
+    ``palette``, band 1 carries the class colour table, so QGIS shows the classes in their colours."""
     first = tiles[0][0]
     res = first.transform.a
     left = min(st.bounds[0] for st, _ in tiles)
@@ -127,8 +113,8 @@ def mosaic_vrt(tiles: list[tuple[grid.Subtile, str]]) -> str:
     right = max(st.bounds[2] for st, _ in tiles)
     bottom = min(st.bounds[1] for st, _ in tiles)
     width, height = round((right - left) / res), round((top - bottom) / res)
-    bands = []
-    for b, name in enumerate(BANDS, start=1):
+    xml_bands = []
+    for b, name in enumerate(bands, start=1):
         sources = []
         for st, href in tiles:
             x, y = round((st.bounds[0] - left) / res), round((top - st.bounds[3]) / res)
@@ -139,27 +125,40 @@ def mosaic_vrt(tiles: list[tuple[grid.Subtile, str]]) -> str:
                 f'<SrcRect xOff="0" yOff="0" xSize="{w}" ySize="{h}"/>'
                 f'<DstRect xOff="{x}" yOff="{y}" xSize="{w}" ySize="{h}"/></SimpleSource>'
             )
-        bands.append(
-            f'<VRTRasterBand dataType="Float32" band="{b}"><Description>{name}</Description>'
-            f"<NoDataValue>nan</NoDataValue>{''.join(sources)}</VRTRasterBand>"
+        colours = _colour_table() if palette and b == 1 else ""
+        xml_bands.append(
+            f'<VRTRasterBand dataType="Byte" band="{b}"><Description>{name}</Description>'
+            f"<NoDataValue>0</NoDataValue>{colours}{''.join(sources)}</VRTRasterBand>"
         )
     return (
         f'<VRTDataset rasterXSize="{width}" rasterYSize="{height}">'
         f"<SRS>{escape(first.crs.to_wkt())}</SRS>"
-        f"<GeoTransform>{left}, {res}, 0, {top}, 0, {-res}</GeoTransform>{''.join(bands)}</VRTDataset>"
+        f"<GeoTransform>{left}, {res}, 0, {top}, 0, {-res}</GeoTransform>{''.join(xml_bands)}</VRTDataset>"
     )
 
 
+def _colour_table() -> str:
+    cmap = classes.colormap()
+    entries = (cmap.get(code, (0, 0, 0, 0)) for code in range(max(cmap) + 1))
+    rows = "".join(f'<Entry c1="{r}" c2="{g}" c3="{b}" c4="{a}"/>' for r, g, b, a in entries)
+    return f"<ColorInterp>Palette</ColorInterp><ColorTable>{rows}</ColorTable>"
+
+
 def publish_mosaics(year: int, version: str, tiles: list[MapTile], store: ObjectStore, subtile_size: int) -> list[str]:
-    """One VRT per UTM zone over the year's map COGs (GDAL paths, so QGIS reads them where they are)."""
-    by_zone: dict[int, list[tuple[grid.Subtile, str]]] = {}
+    """Per UTM zone, a VRT over the year's maps and one over their quality layers (GDAL paths, so QGIS reads
+    the COGs where they are). Returns the map mosaics' keys."""
+    by_zone: dict[int, list[grid.Subtile]] = {}
     for t in tiles:
         _, tile, sub = t.item_id.split("-", 2)
-        by_zone.setdefault(t.epsg, []).append((grid.subtile(tile, sub, subtile_size), store.gdal_path(t.key)))
+        by_zone.setdefault(t.epsg, []).append(grid.subtile(tile, sub, subtile_size))
     keys = []
     for epsg, members in sorted(by_zone.items()):
         key = map_mosaic_key(year, version, epsg)
-        store.put_bytes(key, mosaic_vrt(members).encode(), content_type="application/xml")
+        maps = [(st, store.gdal_path(map_key(year, version, st))) for st in members]
+        qualities = [(st, store.gdal_path(map_quality_key(year, version, st))) for st in members]
+        store.put_bytes(key, mosaic_vrt(maps, MAP_BANDS, palette=True).encode(), content_type="application/xml")
+        quality_vrt = mosaic_vrt(qualities, QUALITY_BANDS, palette=False).encode()
+        store.put_bytes(map_mosaic_key(year, version, epsg, quality=True), quality_vrt, content_type="application/xml")
         keys.append(key)
     return keys
 

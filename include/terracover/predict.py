@@ -16,7 +16,6 @@ per pixel observed / gap-filled / classified with missing features / unclassifie
 
 from __future__ import annotations
 
-import json
 import math
 import reprlib
 import time
@@ -45,11 +44,11 @@ from shapely.validation import explain_validity
 
 from terracover import classes, grid, observation
 from terracover.catalog import COMPOSITES_COLLECTION, Catalog
-from terracover.cog import write_cog
 from terracover.errors import AoiTooLargeError, BadRequestError, NoCoverageError
 from terracover.fastpath import compile_proba
 from terracover.features import select_bands
-from terracover.keys import prediction_key
+from terracover.keys import prediction_key, prediction_quality_key
+from terracover.mapfile import write_map
 from terracover.missing import UNCLASSIFIED, accepts_missing, classifiable_rows
 from terracover.observation import FILLED, NOT_CLASSIFIED, OBSERVED, PARTIAL, STATUS_NAMES
 from terracover.settings import Settings
@@ -368,16 +367,24 @@ def _read_part(
     return data[: len(names)], (data[len(names) :] if have else None)
 
 
-def _classify_part(
-    values: np.ndarray,
-    qa: np.ndarray | None,
-    mask: np.ndarray | None,
-    n_model: int,
-    model: LoadedModel,
-    mosaic: _Mosaic,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Classify a (F, h, w) window's pixels (those in ``mask``, or all): (h, w) class codes, confidences,
-    quality (observation status, NOT_CLASSIFIED where no class) and clear-observation counts."""
+@dataclass(frozen=True)
+class WindowClasses:
+    """A window classified: (h, w) class codes, confidences, observation status and clear-observation counts,
+    plus the (n, F) feature rows it classified and their codes (for drift and shadow scoring)."""
+
+    codes: np.ndarray
+    confidence: np.ndarray
+    quality: np.ndarray
+    clear: np.ndarray
+    rows: np.ndarray
+    row_codes: np.ndarray
+
+
+def classify_window(
+    values: np.ndarray, qa: np.ndarray | None, mask: np.ndarray | None, n_model: int, model: LoadedModel
+) -> WindowClasses:
+    """Classify a (F, h, w) window's pixels (those in ``mask``, or all); the quality is the observation
+    status (NOT_CLASSIFIED where no class), the same for an answered AOI and a published map."""
     finite = np.isfinite(values[:n_model])
     complete = finite.all(axis=0)
     quality = observation.status_of(complete, qa, axis=0)
@@ -395,12 +402,26 @@ def _classify_part(
     codes[use], confidence[use] = cls, conf
     quality[codes == 0] = NOT_CLASSIFIED
     clear = observation.clear_count(qa, axis=0)
+    return WindowClasses(codes, confidence, quality, np.zeros(use.shape, np.uint8) if clear is None else clear, X, cls)
+
+
+def _classify_part(
+    values: np.ndarray,
+    qa: np.ndarray | None,
+    mask: np.ndarray | None,
+    n_model: int,
+    model: LoadedModel,
+    mosaic: _Mosaic,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`classify_window`, keeping a sample of the classified rows in ``mosaic`` for drift and shadow."""
+    w = classify_window(values, qa, mask, n_model, model)
+    X, cls = w.rows, w.row_codes
     if mosaic.keep_rows is not None and len(X) > mosaic.keep_rows:
         pick = np.sort(np.random.default_rng(len(X)).choice(len(X), mosaic.keep_rows, replace=False))
         X, cls = X[pick], cls[pick]
     mosaic.rows.append(X)
     mosaic.row_codes.append(cls)
-    return codes, confidence, quality, np.zeros(use.shape, np.uint8) if clear is None else clear
+    return w.codes, w.confidence, w.quality, w.clear
 
 
 def _add_part(
@@ -512,7 +533,8 @@ class Prediction:
 
     prediction_id: str
     year: int
-    key: str
+    key: str  # the map: class and confidence
+    quality_key: str  # its quality layer: observation status and clear-observation count
     aoi: BaseGeometry
     crs: CRS
     transform: Affine
@@ -662,7 +684,7 @@ def predict_aoi(
             [f"{p.subtile.tile.name}/{p.subtile.id}" for p in parts],
         )
     pid = prediction_id or new_prediction_id()
-    key = prediction_key(year, pid)
+    key, quality_key = prediction_key(year, pid), prediction_quality_key(year, pid)
     scale = _areal_scale(aoi, g.crs)
     conf = mosaic.confidence[classified]
     areas = _class_areas(mosaic.codes[classified], scale)
@@ -670,13 +692,14 @@ def predict_aoi(
     mosaic.quality[mosaic.in_aoi & ~classified] = NOT_CLASSIFIED
     n_aoi = max(int(mosaic.in_aoi.sum()), 1)
     counts = np.bincount(mosaic.quality[mosaic.in_aoi], minlength=NOT_CLASSIFIED + 1)
-    _write(key, mosaic, model, year, pid, store)
+    _write(key, quality_key, mosaic, model, year, pid, store)
     rows = np.concatenate(mosaic.rows) if mosaic.rows else np.empty((0, len(names)), np.float32)
     row_codes = np.concatenate(mosaic.row_codes) if mosaic.row_codes else np.empty(0, np.uint8)
     return Prediction(
         prediction_id=pid,
         year=year,
         key=key,
+        quality_key=quality_key,
         aoi=aoi,
         crs=g.crs,
         transform=g.transform,
@@ -713,34 +736,17 @@ def _class_areas(codes: np.ndarray, scale: float) -> dict[str, float]:
     }
 
 
-def _write(key: str, mosaic: _Mosaic, model: LoadedModel, year: int, pid: str, store: ObjectStore) -> None:
-    pct = np.where(mosaic.codes > 0, np.clip(np.rint(np.nan_to_num(mosaic.confidence) * 100), 1, 100), 0)
-    names = {str(c.code): c.name for c in classes.CLASSES}
-    with store.writer(key, suffix=".tif") as path:
-        write_cog(
-            path,
-            np.stack([mosaic.codes, pct.astype(np.uint8), mosaic.quality, mosaic.clear]),
-            mosaic.grid.transform,
-            mosaic.grid.crs,
-            nodata=classes.NODATA_CLASS,
-            descriptions=["class", "confidence", "quality", "clear_observations"],
-            colormap=classes.colormap(),
-            tags={
-                "terracover:prediction_id": pid,
-                "terracover:year": str(year),
-                "terracover:model": f"{model.name}/{model.version}",
-                "terracover:run_id": model.run_id,
-            },
-            band_tags=[
-                {"terracover:classes": json.dumps(names), **{f"CLASS_{k}": v for k, v in names.items()}},
-                {"units": "percent", "meaning": "maximum class probability x 100"},
-                {
-                    "meaning": "how the pixel's features were obtained; 0 outside the AOI",
-                    **{f"QUALITY_{code}": name for code, name in STATUS_NAMES.items()},
-                },
-                {"meaning": "clear observations over the model's seasons (0: none or unknown)"},
-            ],
-        )
+def _write(
+    key: str, quality_key: str, mosaic: _Mosaic, model: LoadedModel, year: int, pid: str, store: ObjectStore
+) -> None:
+    tags = {
+        "terracover:prediction_id": pid,
+        "terracover:year": str(year),
+        "terracover:model": f"{model.name}/{model.version}",
+        "terracover:run_id": model.run_id,
+    }
+    layers = (mosaic.codes, mosaic.confidence, mosaic.quality, mosaic.clear)
+    write_map(store, key, quality_key, layers, mosaic.grid.transform, mosaic.grid.crs, tags)
 
 
 def _polygons_by_value(band: np.ndarray, g: OutputGrid) -> dict[int, BaseGeometry]:

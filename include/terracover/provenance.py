@@ -76,6 +76,14 @@ def prediction_item(
             extra={"classification:classes": legend},
         ),
     )
+    item.add_asset(
+        "quality",
+        cog_asset(
+            store,
+            p.quality_key,
+            title="observation status (band 1: 1 observed .. 4 unclassified) and clear observations (band 2)",
+        ),
+    )
     item.add_link(
         pystac.Link(
             "derived_from",

@@ -36,7 +36,7 @@ from terracover.accuracy import area_estimates
 from terracover.catalog import COMPOSITES_COLLECTION, open_catalog
 from terracover.change import Change, SameYearError, change_item, detect_change, record_change
 from terracover.errors import BadRequestError, UnknownYearError, status_of
-from terracover.keys import change_key, prediction_key
+from terracover.keys import change_key, prediction_key, prediction_quality_key
 from terracover.predict import Format, Prediction, classify, predict_aoi, served_footprint, validate_aoi
 from terracover.provenance import prediction_item, record
 from terracover.registry import SHADOW, LoadedModel
@@ -81,15 +81,18 @@ async def reload_view(request: Request) -> Response:
 async def download_view(request: Request) -> Response:
     """A stored prediction's GeoTIFF (a redirect to a presigned URL when the store is S3)."""
     year, name = request.path_params["year"], request.path_params["name"]
-    pid = name.removesuffix(".tif")
-    if not year.isdigit() or not pid.replace("-", "").isalnum():
-        return JSONResponse({"error": "expected /predictions/{year}/{prediction_id}.tif"}, 400)
+    stem = name.removesuffix(".tif")
+    pid = stem.removesuffix("_quality")
+    if not name.endswith(".tif") or not year.isdigit() or not pid.replace("-", "").isalnum():
+        return JSONResponse(
+            {"error": "expected /predictions/{year}/{prediction_id}.tif or .../{prediction_id}_quality.tif"}, 400
+        )
     svc = _service()
-    key = prediction_key(int(year), pid)
+    key = (prediction_quality_key if stem != pid else prediction_key)(int(year), pid)
     if not svc.store.exists(key):
         return JSONResponse({"error": f"no prediction {pid} for {year}"}, 404)
     if isinstance(svc.store, LocalStore):
-        return FileResponse(svc.store.path(key), media_type="image/tiff", filename=f"terracover-{year}-{pid}.tif")
+        return FileResponse(svc.store.path(key), media_type="image/tiff", filename=f"terracover-{year}-{stem}.tif")
     return RedirectResponse(svc.store.url(key))
 
 
@@ -444,6 +447,8 @@ class LandCover:
             "quality_fractions": p.quality_fractions,
             "raster_url": self.store.url(p.key),
             "download_path": f"/predictions/{year}/{p.prediction_id}.tif",
+            "quality_raster_url": self.store.url(p.quality_key),
+            "quality_download_path": f"/predictions/{year}/{p.prediction_id}_quality.tif",
             "stac_item": stac,
             "elapsed_ms": round((time.perf_counter() - t0) * 1000, 1),
         }

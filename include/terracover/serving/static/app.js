@@ -156,6 +156,7 @@ function showResult(body) {
     tbody.appendChild(tr);
   }
   $("download").href = body.download_path;
+  $("download-quality").href = body.quality_download_path;
   $("prediction-id").textContent = body.prediction_id;
   $("result").hidden = false;
   setStatus(`Done in ${body.elapsed_ms} ms.`);
