@@ -37,6 +37,7 @@ from terracover.cog import write_cog
 from terracover.errors import BadRequestError
 from terracover.keys import change_key
 from terracover.predict import predict_aoi
+from terracover.provenance import item_href, year_interval
 from terracover.store import ObjectStore
 
 if TYPE_CHECKING:
@@ -231,8 +232,11 @@ def change_item(ch: Change, store: ObjectStore, serving_git_sha: str) -> pystac.
             "proj:epsg": p.crs.to_epsg(),
             "proj:shape": list(p.shape),
             "proj:transform": list(p.transform)[:6],
+            # the change spans both years (a search for either finds it); when it was asked is ``created``
+            "start_datetime": year_interval(min(ch.from_year, ch.to_year))[0],
+            "end_datetime": year_interval(max(ch.from_year, ch.to_year))[1],
+            "created": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
         },
-        datetime.now(UTC),
     )
     item.add_asset(
         "change",
@@ -244,10 +248,10 @@ def change_item(ch: Change, store: ObjectStore, serving_git_sha: str) -> pystac.
     )
     for role, m in ch.models.items():
         item.add_link(
-            pystac.Link("derived_from", f"../{MODELS_COLLECTION}/{m.name}-v{m.version}", title=f"{role} model")
+            pystac.Link("derived_from", item_href(MODELS_COLLECTION, f"{m.name}-v{m.version}"), title=f"{role} model")
         )
     for role, q in ch.predictions.items():
-        item.add_link(pystac.Link("derived_from", f"../{PREDICTIONS_COLLECTION}/{q.prediction_id}", title=role))
+        item.add_link(pystac.Link("derived_from", item_href(PREDICTIONS_COLLECTION, q.prediction_id), title=role))
     return item
 
 
