@@ -301,7 +301,7 @@ def test_new_champion_is_answered_after_reload_and_shadow_is_scored(service: str
     def scored() -> bool:
         return _sample(_metrics(service), "terracover_shadow_agreement_count", shadow_version=shadow) >= 1
 
-    wait_until(scored, 60, "shadow agreement metric")
+    wait_until(scored, 300, "shadow agreement metric")
     text = _metrics(service)
     assert _sample(text, "terracover_shadow_agreement_sum", champion_version=new, shadow_version=shadow) > 0
 

@@ -355,6 +355,18 @@ def _too_large(limit: int) -> Response:
 # --- the service -----------------------------------------------------------------------------------------
 
 
+def _log_to_stderr() -> None:
+    """BentoML sets up handlers for its own loggers only: without one, terracover's INFO lines (model loads,
+    index changes, shadow agreement) are dropped and its warnings printed bare. One handler, once."""
+    logger = logging.getLogger("terracover")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s [%(levelname)s] [%(name)s] %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
+
+
 @bentoml.service(
     name="terracover",
     workers=get_settings().serving_workers,
@@ -366,6 +378,7 @@ class LandCover:
         # A registry outage must cost seconds, not MLflow's default minutes of retries, per refresh.
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
         os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+        _log_to_stderr()
         self.settings = get_settings()
         self.store = open_store(self.settings)
         self.catalog = open_catalog(self.settings)
