@@ -301,7 +301,12 @@ def test_new_champion_is_answered_after_reload_and_shadow_is_scored(service: str
     def scored() -> bool:
         return _sample(_metrics(service), "terracover_shadow_agreement_count", shadow_version=shadow) >= 1
 
-    wait_until(scored, 300, "shadow agreement metric")
+    try:
+        wait_until(scored, 300, "shadow agreement metric")
+    except TimeoutError as exc:  # say what the service exposed, so a failure on a loaded machine can be read
+        r = httpx.get(f"{service}/metrics", timeout=60)
+        shown = [line for line in r.text.splitlines() if "shadow" in line]
+        raise AssertionError(f"{exc}\n/metrics answered {r.status_code}; shadow lines: {shown[:20]}") from exc
     text = _metrics(service)
     assert _sample(text, "terracover_shadow_agreement_sum", champion_version=new, shadow_version=shadow) > 0
 
