@@ -156,5 +156,5 @@ def test_a_worker_killed_mid_request_leaves_nothing_and_the_next_request_is_serv
     assert r.status_code == 200, r.text[:500]
     pid = r.json()["prediction_id"]
     new_keys = [k for k in _bucket(served) if k not in keys]
-    assert new_keys == [f"data/predictions/{YEAR}/{pid}.tif"], new_keys
+    assert new_keys == [f"data/predictions/{YEAR}/{pid}.tif", f"data/predictions/{YEAR}/{pid}_quality.tif"], new_keys
     assert list(_predictions().keys() - items.keys()) == [r.json()["stac_item"]["id"]]
