@@ -202,7 +202,9 @@ def khaos_predict(aoi: Polygon, baseline_dir: Path, estimator: Any, out: Path) -
 def service(home: Path, workers: int = 2) -> Any:
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
+    # its own BENTOML_HOME: a `bentoml serve` starting elsewhere empties a shared one's metrics directory
     env = {**os.environ, "TERRACOVER_HOME": str(home), "TERRACOVER_SERVING_WORKERS": str(workers),
+           "BENTOML_HOME": str(home / "bentoml"),
            "BENTOML_DO_NOT_TRACK": "true", "MLFLOW_DISABLE_TELEMETRY": "true",
            "PYTHONPATH": f"{ROOT / 'include'}:{os.environ.get('PYTHONPATH', '')}"}  # fmt: skip
     log = (home / "serving.log").open("wb")

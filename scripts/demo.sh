@@ -82,7 +82,10 @@ echo "   UI: $AIRFLOW_URL   login: admin / $PASSWORD   (logs: $LOGS)"
 echo "   watch the chain under Dags, the approval under Browse -> Required Actions"
 
 step "Serving: bentoml serve terracover.serving.service:LandCover on $TERRACOVER_SERVING_URL"
-start serving bentoml serve terracover.serving.service:LandCover --host 127.0.0.1 --port "$SERVING_PORT"
+# its own BENTOML_HOME: every `bentoml serve` empties $BENTOML_HOME/prometheus_multiproc_dir when it starts, so
+# another service on this machine sharing ~/bentoml would erase this one's metrics
+BENTOML_HOME="$TERRACOVER_HOME/bentoml" start serving bentoml serve terracover.serving.service:LandCover \
+  --host 127.0.0.1 --port "$SERVING_PORT"
 wait_http "$TERRACOVER_SERVING_URL/livez" "the prediction service" 180
 echo "   up; train_model's notify_serving reloads it when a champion is promoted"
 
@@ -110,8 +113,8 @@ for year in $YEARS; do
   step "The alert path: retrain_on_alert $year (TerracoverLowConfidence through its webhook path)"
   python scripts/demo_chain.py "$AIRFLOW_URL" alert "$year"
   python -c "
-from terracover.store import open_store; import json
-s = open_store(); k = sorted(s.list('monitoring/decisions/$year/'))[-1]; d = json.loads(s.get_bytes(k))
+from terracover.settings import get_settings; from terracover.store import open_store; import json
+s = open_store(get_settings()); k = sorted(s.list('monitoring/decisions/$year/'))[-1]; d = json.loads(s.get_bytes(k))
 print('   decision:', d['reason'])"
 done
 
