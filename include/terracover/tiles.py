@@ -9,7 +9,7 @@ maps. Any XYZ client (the map page, QGIS "XYZ Tiles", GDAL's WMS driver) reads t
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -89,11 +89,9 @@ def true_colour_png(
     return _png(np.concatenate([rgb, alpha[np.newaxis]]))
 
 
-def classified_png(
-    store: ObjectStore, key: str, z: int, x: int, y: int, colormap: Mapping[int, Sequence[int]] | None = None
-) -> bytes | None:
-    """The PNG of tile z/x/y of a stored map's band 1 in its own colour map (nodata transparent); ``colormap``
-    for files written without one (a classification's legend, :func:`terracover.classes.colormap`)."""
+def classified_png(store: ObjectStore, key: str, z: int, x: int, y: int) -> bytes | None:
+    """The PNG of tile z/x/y of a stored map's band 1 in its own colour map (nodata transparent): predictions,
+    published maps and change maps all embed theirs (:mod:`terracover.mapfile`)."""
     check_tile(z, x, y)
     from rio_tiler.errors import TileOutsideBounds
     from rio_tiler.io import Reader
@@ -101,7 +99,7 @@ def classified_png(
     with store.open_raster(key) as src, Reader(None, dataset=src) as reader:
         if not reader.tile_exists(x, y, z):
             return None
-        cmap = colormap if colormap is not None else src.colormap(1)
+        cmap = src.colormap(1)
         try:
             img = reader.tile(x, y, z, tilesize=TILE_SIZE, indexes=1, resampling_method="nearest")
         except TileOutsideBounds:

@@ -180,8 +180,7 @@ async def map_tile_view(request: Request) -> Response:
     if not svc.store.exists(key):
         return JSONResponse({"error": f"no stored map {kind}/{group}/{mid}"}, 404)
     try:
-        legend = classes.colormap() if kind == "predictions" else None  # change maps carry their own table
-        return _png(await _render_tile(classified_png, svc.store, key, *address, legend))
+        return _png(await _render_tile(classified_png, svc.store, key, *address))
     except BadRequestError as exc:
         return JSONResponse(exc.body(), status_of(exc) or HTTPStatus.BAD_REQUEST)
 
