@@ -17,7 +17,9 @@ hand with conf `{"year": 2023}`. Maps one task per tile-year, or per batch of `T
 subtiles of a tile, never more than `[core] max_map_length` (the KubernetesExecutor starts each from the heavy
 pod template). A task runs its subtiles in parallel threads (`TERRACOVER_BATCH_WORKERS`, default the pod's
 CPUs); each builds `composites/{year}/{tile}/{subtile}/features.tif` (one float32 band per feature) or skips it
-when its input scenes have not changed, and catalogs it in `terracover-composites`. Publishes `terracover_composites`.
+when its input scenes have not changed, and catalogs it in `terracover-composites`. Publishes
+`terracover_composites` and marks each year's stacks complete (`composites/{year}/published.json`, withdrawn
+when the next run over the year starts).
 """
 
 # The KubernetesExecutor starts the heavy tasks from a bigger pod template (mounted by helm-values/airflow.yaml);
@@ -50,7 +52,7 @@ def build_composites() -> None:
     def plan() -> list[dict[str, Any]]:
         """(year, tile, batch) per task, never subtiles: tasks derive them, so XCom stays small at any scale."""
         from airflow.configuration import conf
-        from terracover.pipeline import plan_composites
+        from terracover.pipeline import begin_composites, plan_composites
 
         ctx = get_current_context()
         year = ctx["params"].get("year")
@@ -59,6 +61,7 @@ def build_composites() -> None:
             years = list(events_by_year(ctx["triggering_asset_events"]))
             if not years:
                 raise ValueError('no year: trigger with conf {"year": 2023} or from an ingest_scenes event')
+        begin_composites(years)  # until publish, a labels-triggered build_training_set skips these years
         return plan_composites(years, conf.getint("core", "max_map_length"))
 
     @task(max_active_tis_per_dag=CONCURRENT_BUILDS, executor_config=HEAVY_POD, pool=OBJECT_STORE_POOL)
@@ -70,6 +73,8 @@ def build_composites() -> None:
 
     @task(outlets=[COMPOSITES_ASSET])
     def publish(results: list[dict[str, Any]]) -> dict[str, Any]:
+        from terracover.pipeline import publish_composites
+
         results = list(results)
         summary: dict[str, Any] = {
             "tasks": len(results),
@@ -77,6 +82,7 @@ def build_composites() -> None:
             "built": sum(r["built"] for r in results),
             "years": sorted({str(r["year"]) for r in results}),
         }
+        publish_composites([int(y) for y in summary["years"]], summary)
         get_current_context()["outlet_events"][COMPOSITES_ASSET].extra = summary
         return summary
 

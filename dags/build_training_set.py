@@ -17,8 +17,9 @@ land in the store's `labels/` prefix. Runs, without waiting for a clock, when
   content**, `terracover.labelsets`, never by file times) are not what any of its training tables was built from.
 
 Conf `{"year": 2023}` builds that year now. A run with nothing to do ends **skipped** with the reason in the
-task's log and note (labels unchanged, or a year with labels but no feature stacks yet: it is built when its
-composites are published). Asked by conf for a year without stacks, it fails at once saying what to run.
+task's log and note (labels unchanged, or a year with labels but no feature stacks yet, or stacks that
+build_composites is still building: it is built when its composites are published). Asked by conf for a year
+without stacks, it fails at once saying what to run.
 
 Per year (mapped, so one year's failure does not block the others): sample the year's feature stacks at the
 points, merge with the current champion's table (new labels win), split by location (stratified by class),
@@ -75,7 +76,7 @@ def build_training_set() -> None:
         from airflow.exceptions import AirflowFailException, AirflowSkipException
         from terracover.labels import LabelError
         from terracover.pipeline import build_training_set as build_table
-        from terracover.pipeline import stack_count
+        from terracover.pipeline import composites_published, stack_count
         from terracover.quality import QualityGateError
 
         if not stack_count(year):
@@ -85,6 +86,11 @@ def build_training_set() -> None:
                     f'{why}: run ingest_scenes with conf {{"year": {year}}} (build_composites follows), then this'
                 )
             raise AirflowSkipException(f"{why}: its training set is built when build_composites publishes {year}")
+        if not asked and not composites_published(year):
+            raise AirflowSkipException(
+                f"{year}'s feature stacks are being built (build_composites has not published them): its training"
+                " set is built when it does, not from a half-built year"
+            )
         try:
             info = build_table(year)
         except LookupError as exc:  # the year has stacks but no validated labels

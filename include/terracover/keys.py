@@ -34,6 +34,12 @@ def stack_key(year: int, subtile: Subtile) -> str:
     return f"composites/{year}/{subtile.tile.name}/{subtile.id}/features.tif"
 
 
+def composites_published_key(year: int) -> str:
+    """The mark that a year's stacks are complete (written by build_composites' publish, withdrawn when its next
+    run starts): ``composites/{year}/published.json``."""
+    return f"composites/{int(year)}/published.json"
+
+
 def datasets_prefix(year: int) -> str:
     """Where the training tables of a year live: ``datasets/{year}/``."""
     return f"datasets/{int(year)}/"

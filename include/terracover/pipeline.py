@@ -6,6 +6,7 @@ the ``TERRACOVER_*`` environment, whether it runs in a local executor or in its 
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
 from dataclasses import asdict
@@ -18,7 +19,7 @@ from shapely.geometry import box
 from terracover import fanout, grid
 from terracover.catalog import ALL_COLLECTIONS, Catalog, collection, open_catalog
 from terracover.features import SEASONS
-from terracover.keys import datasets_prefix
+from terracover.keys import composites_published_key, datasets_prefix
 from terracover.settings import Settings, get_settings
 from terracover.sources import SceneQuery, open_scene_source
 from terracover.store import open_store
@@ -133,6 +134,26 @@ def build_stack_batch(
     built = [r for r in results if not r.skipped]
     log.info("year %d tile %s batch %d/%d: %d stacks, %d built", year, tile, batch + 1, batches, len(subs), len(built))
     return {"year": year, "tile": tile, "batch": batch, "stacks": len(results), "built": len(built)}
+
+
+def begin_composites(years: Sequence[int], settings: Settings | None = None) -> None:
+    """Withdraw the years' *published* mark before their stacks change, so a build_training_set started by new
+    labels meanwhile skips the year instead of sampling it half built (the publish that follows builds it)."""
+    store = open_store(settings or get_settings())
+    for year in years:
+        store.delete(composites_published_key(year))
+
+
+def publish_composites(years: Sequence[int], summary: dict[str, Any], settings: Settings | None = None) -> None:
+    """Mark the years' stacks complete (``composites/{year}/published.json`` holds the run's summary)."""
+    store = open_store(settings or get_settings())
+    for year in years:
+        store.put_bytes(composites_published_key(year), json.dumps(summary).encode(), "application/json")
+
+
+def composites_published(year: int, settings: Settings | None = None) -> bool:
+    """Whether build_composites' last run over ``year`` finished and published (not withdrawn by a new run)."""
+    return open_store(settings or get_settings()).exists(composites_published_key(year))
 
 
 def build_one_stack(year: int, tile: str, subtile: str, settings: Settings | None = None) -> dict[str, Any]:
