@@ -40,3 +40,35 @@ def test_domain_package_imports_no_dag_or_plugin_module() -> None:
         if imported.split(".")[0] in outside
     )
     assert offending == []
+
+
+# Where the process's settings may be read: the steps DAG tasks call, the service, and command-line mains.
+# Everything below them gets a Settings argument, so a test or a second configuration can drive it.
+SETTINGS_ENTRY_POINTS = {
+    "pipeline.py",  # data-plane steps of the DAGs
+    "model_plane.py",  # model-plane steps of the DAGs
+    "maps.py",  # publish_map's steps
+    "serving/service.py",  # the BentoML service
+    "settings.py",  # defines it
+    "report.py",  # python -m terracover.report
+    "region_report.py",  # python -m terracover.region_report
+    "change_report.py",  # python -m terracover.change_report
+    "simulate.py",  # python -m terracover.simulate
+    "alert_rules.py",  # python -m terracover.alert_rules
+}
+
+
+def test_settings_are_read_only_at_entry_points_and_passed_down_below() -> None:
+    import ast
+
+    package = ROOT / "include" / "terracover"
+    readers = sorted(
+        str(path.relative_to(package))
+        for path in package.rglob("*.py")
+        if any(
+            isinstance(node, ast.Name | ast.alias) and getattr(node, "id", getattr(node, "name", "")) == "get_settings"
+            for node in ast.walk(ast.parse(path.read_text()))
+        )
+    )
+    assert set(readers) <= SETTINGS_ENTRY_POINTS, sorted(set(readers) - SETTINGS_ENTRY_POINTS)
+    assert "pipeline.py" in readers, "the check found no reader at all: it would pass whatever the code does"
