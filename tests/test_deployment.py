@@ -1,6 +1,10 @@
 """Deployment files, validated offline (no Docker engine, no cluster, no network).
 
 - helm-values/airflow.yaml against the Airflow chart's values schema; the heavy pod template against Kubernetes'.
+- the official Airflow chart rendered with helm-values/airflow.yaml (Helm SDK), every manifest and the worker pod
+  template inside its ConfigMap checked with kubernetes-validate, and what the values mean to set asserted in the
+  output. The chart is not in the repository: it is read from ../shared/charts/airflow or $TERRACOVER_AIRFLOW_CHART
+  (an unpacked chart directory), skipped when absent (README "Kubernetes").
 - docker-compose.yaml against the Compose specification, plus what the schema cannot see: every ``depends_on``
   target exists and can satisfy its condition, every ``${VAR}`` is declared in .env.example, images are pinned,
   bind-mounted files exist.
@@ -10,12 +14,14 @@
 
 Each check is a function returning its problems, so the negative controls at the end can show that a broken input
 fails it. Tests needing a binary (hadolint, promtool) skip only when it is missing; schemas come from
-../shared/schemas (skipped when absent).
+../shared/schemas (skipped when absent), the Airflow chart likewise.
 """
 
 from __future__ import annotations
 
+import configparser
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -38,6 +44,9 @@ RULES_COPY = SERVING_CHART / "files" / "terracover.rules.yml"
 COMPOSE_PROMETHEUS = ROOT / "deploy" / "compose" / "prometheus.yml"
 DOCKERFILES = [ROOT / "Dockerfile", ROOT / "Dockerfile.serving", ROOT / "deploy" / "compose" / "mlflow" / "Dockerfile"]
 K8S_VERSION = "1.35.0"
+AIRFLOW_CHART = Path(os.environ.get("TERRACOVER_AIRFLOW_CHART") or ROOT.parent / "shared" / "charts" / "airflow")
+AIRFLOW_POOLS = ROOT / "helm-values" / "airflow-pools.json"
+AIRFLOW_WORKLOADS = {"scheduler", "api-server", "dag-processor", "triggerer"}
 CRD_KINDS = {"ServiceMonitor", "PrometheusRule"}
 
 
@@ -163,6 +172,40 @@ def manifest_problems(doc: dict[str, Any]) -> list[str]:
     return []
 
 
+def render_airflow_chart(values: dict[str, Any]) -> dict[str, str]:
+    """The official chart rendered as ``helm install airflow -n terracover -f helm-values/airflow.yaml`` would."""
+    helm = pytest.importorskip("helm_python")
+    if not (AIRFLOW_CHART / "Chart.yaml").is_file():
+        pytest.skip(f"{AIRFLOW_CHART} has no Chart.yaml (the Airflow chart lives beside the repository)")
+    chart = helm.Chart.load(str(AIRFLOW_CHART))
+    rendered: dict[str, str] = chart.render(values, name="airflow", namespace="terracover", is_install=True)
+    return rendered
+
+
+def airflow_chart_problems(values: dict[str, Any]) -> tuple[list[dict[str, Any]], list[str]]:
+    """Rendered manifests and their problems, the worker pod template (a file in the ConfigMap) included.
+
+    The chart renders the pod template as text, so a broken one still makes a valid ConfigMap: it is parsed and
+    validated as the Pod every task would get.
+    """
+    from helm_python import HelmError
+
+    try:
+        rendered = render_airflow_chart(values)
+    except HelmError as exc:
+        return [], [f"render: {str(exc)[:800]}"]
+    docs = [d for name, text in rendered.items() if name.endswith(".yaml") for d in yaml.safe_load_all(text) if d]
+    problems = [p for d in docs for p in manifest_problems(d)]
+    config = next((d for d in docs if d["kind"] == "ConfigMap" and "airflow.cfg" in d.get("data", {})), None)
+    if config is None:
+        return docs, [*problems, "no ConfigMap with airflow.cfg"]
+    try:
+        pod = yaml.safe_load(config["data"]["pod_template_file.yaml"])
+    except (KeyError, yaml.YAMLError) as exc:
+        return docs, [*problems, f"worker pod template: {str(exc)[:500]}"]
+    return docs, [*problems, *(f"worker pod template: {p}" for p in manifest_problems(pod))]
+
+
 # ------------------------------------------------------------------------------- Airflow Helm values
 
 
@@ -181,6 +224,110 @@ def test_airflow_values_validate_against_chart_schema() -> None:
     # the default task pod: one container "base" with explicit resources
     template = values["podTemplate"]
     assert "kind: Pod" in template and "- name: base" in template and "resources:" in template
+
+
+def _airflow_cfg(docs: list[dict[str, Any]]) -> configparser.ConfigParser:
+    config = next(d for d in docs if d["kind"] == "ConfigMap" and "airflow.cfg" in d.get("data", {}))
+    cfg = configparser.ConfigParser(interpolation=None)
+    cfg.read_string(config["data"]["airflow.cfg"])
+    return cfg
+
+
+def test_airflow_chart_renders_valid_manifests_with_our_settings() -> None:
+    values = _load_yaml(AIRFLOW_VALUES)
+    docs, problems = airflow_chart_problems(values)
+    assert problems == []
+    by_kind_name = {(d["kind"], d["metadata"]["name"]): d for d in docs}
+
+    # airflow.cfg: the executor and the sizing of a continental run
+    cfg = _airflow_cfg(docs)
+    assert cfg["core"]["executor"] == "KubernetesExecutor"
+    for section, options in values["config"].items():
+        for option, value in options.items():
+            assert cfg[section][option] == str(value), f"[{section}] {option}"
+    assert cfg["kubernetes_executor"]["namespace"] == "terracover"
+    # the chart's Airflow 3 default is the FAB auth manager (and a FAB create-user job): the image must carry FAB
+    if "apache-airflow-providers-fab" not in (ROOT / "requirements.txt").read_text():
+        assert "fab" not in cfg["core"]["auth_manager"].lower()
+        assert not any(kind == "Job" and "create-user" in name for kind, name in by_kind_name)
+
+    # the four Airflow 3 components, each with the resources from our values; no Celery, Redis or bundled database
+    workloads = {
+        name.removeprefix("airflow-"): d
+        for (kind, name), d in by_kind_name.items()
+        if kind in {"Deployment", "StatefulSet"}
+    }
+    assert set(workloads) == AIRFLOW_WORKLOADS
+    section = {"scheduler": "scheduler", "api-server": "apiServer", "dag-processor": "dagProcessor"}
+    section["triggerer"] = "triggerer"
+    for name, workload in workloads.items():
+        spec = workload["spec"]["template"]["spec"]
+        main = next(c for c in spec["containers"] if c["name"] == name)
+        assert main["resources"] == values[section[name]]["resources"], name
+        assert main["image"] == f"{values['images']['airflow']['repository']}:{values['images']['airflow']['tag']}"
+    # every container of every pod the chart starts asks for CPU and memory (none is best-effort)
+    for (kind, name), d in by_kind_name.items():
+        if kind in {"Deployment", "StatefulSet", "Job"}:
+            spec = d["spec"]["template"]["spec"]
+            for c in spec.get("initContainers", []) + spec["containers"]:
+                assert {"cpu", "memory"} <= set(c.get("resources", {}).get("requests", {})), f"{name}/{c['name']}"
+
+    # the api-server reads the passwords of the simple auth manager from the mounted Secret
+    api = workloads["api-server"]["spec"]["template"]["spec"]
+    mounts = next(c for c in api["containers"] if c["name"] == "api-server")["volumeMounts"]
+    passwords = Path(values["config"]["core"]["simple_auth_manager_passwords_file"])
+    assert any(m["mountPath"] == str(passwords.parent) for m in mounts)
+
+    # the worker pod template every task gets: our container, resources, env and the chart's names
+    config = next(d for d in docs if d["kind"] == "ConfigMap" and "airflow.cfg" in d.get("data", {}))
+    pod = yaml.safe_load(config["data"]["pod_template_file.yaml"])
+    assert cfg["kubernetes_executor"]["pod_template_file"].endswith("/pod_template_file.yaml")
+    assert pod["metadata"]["labels"]["terracover.io/profile"] == "default"
+    base = next(c for c in pod["spec"]["containers"] if c["name"] == "base")
+    assert base["resources"] == values["workers"]["resources"]
+    env = {e["name"]: e.get("value") for e in base["env"]}
+    assert all(env[e["name"]] == e["value"] for e in values["env"])
+    assert {"terracover-config", "terracover-env"} <= {
+        (ref.get("configMapRef") or ref.get("secretRef"))["name"] for ref in base["envFrom"]
+    }
+    assert ("ServiceAccount", pod["spec"]["serviceAccountName"]) in by_kind_name
+    volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
+    assert volumes["config"]["configMap"]["name"] == config["metadata"]["name"]
+    sync = {e["name"]: e.get("value") for e in pod["spec"]["initContainers"][0]["env"]}
+    assert sync["GITSYNC_REF"] == values["dags"]["gitSync"]["branch"]
+
+    # the heavy pod template (not rendered by the chart) names what the chart creates
+    heavy = _load_yaml(ROOT / "helm-values" / "pod-templates" / "heavy-composite.yaml")
+    assert heavy["spec"]["serviceAccountName"] == pod["spec"]["serviceAccountName"]
+    heavy_volumes = {v["name"]: v for v in heavy["spec"]["volumes"]}
+    assert heavy_volumes["config"]["configMap"]["name"] == config["metadata"]["name"]
+
+    # pools: imported by the migrate job from the copy the image bakes; the pool names the tasks use exist
+    migrate = next(d for (kind, _), d in by_kind_name.items() if kind == "Job" and "migrat" in d["metadata"]["name"])
+    assert "airflow pools import /opt/airflow/pools/airflow-pools.json" in " ".join(
+        migrate["spec"]["template"]["spec"]["containers"][0]["args"]
+    )
+    pools = json.loads(AIRFLOW_POOLS.read_text())
+    assert {env["TERRACOVER_OBJECT_STORE_POOL"], env["TERRACOVER_CATALOG_POOL"]} <= set(pools)
+    assert max(p["slots"] for p in pools.values()) <= int(cfg["core"]["parallelism"])
+
+
+def test_airflow_chart_render_rejects_broken_values() -> None:
+    """Negative controls: a resource that is no quantity (values, pod template) and a mis-indented pod template."""
+    values = _load_yaml(AIRFLOW_VALUES)
+    values["scheduler"]["resources"]["requests"]["cpu"] = {"cores": 0.5}  # a quantity is a string or a number
+    _, problems = airflow_chart_problems(values)
+    assert any("/scheduler/resources/requests/cpu" in p for p in problems), problems  # the chart's schema
+
+    values = _load_yaml(AIRFLOW_VALUES)
+    values["podTemplate"] = values["podTemplate"].replace("cpu: 500m", "cpu: [500m]")
+    _, problems = airflow_chart_problems(values)
+    assert any(p.startswith("worker pod template: Pod/") for p in problems), problems  # Kubernetes' schema
+
+    values = _load_yaml(AIRFLOW_VALUES)
+    values["podTemplate"] = values["podTemplate"].replace("| nindent 8 }}", "| nindent 10 }}")
+    _, problems = airflow_chart_problems(values)
+    assert any(p.startswith("worker pod template:") for p in problems), problems
 
 
 def test_heavy_pod_template_is_baked_and_consistent() -> None:
