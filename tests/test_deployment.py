@@ -20,6 +20,7 @@ fails it. Tests needing a binary (hadolint, promtool) skip only when it is missi
 from __future__ import annotations
 
 import configparser
+import functools
 import json
 import os
 import re
@@ -48,6 +49,8 @@ AIRFLOW_CHART = Path(os.environ.get("TERRACOVER_AIRFLOW_CHART") or ROOT.parent /
 AIRFLOW_POOLS = ROOT / "helm-values" / "airflow-pools.json"
 AIRFLOW_WORKLOADS = {"scheduler", "api-server", "dag-processor", "triggerer"}
 CRD_KINDS = {"ServiceMonitor", "PrometheusRule"}
+# Kubernetes' resource.Quantity: the OpenAPI schemas only say "string or number", the API server parses this
+QUANTITY = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([numkMGTPE]|[KMGTPE]i|[eE][+-]?\d+)?")
 
 
 def _load_yaml(path: Path) -> Any:
@@ -169,7 +172,26 @@ def manifest_problems(doc: dict[str, Any]) -> list[str]:
         kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
     except (kubernetes_validate.ValidationError, kubernetes_validate.SchemaNotFoundError) as exc:
         return [f"{kind}/{name}: {str(exc)[:500]}"]
-    return []
+    return [f"{kind}/{name}: {problem}" for problem in quantity_problems(doc)]
+
+
+def quantity_problems(node: Any, path: str = "") -> list[str]:
+    """Requests and limits (anywhere in a manifest) that the API server would not parse as quantities."""
+    if isinstance(node, list):
+        return [p for i, item in enumerate(node) for p in quantity_problems(item, f"{path}[{i}]")]
+    if not isinstance(node, dict):
+        return []
+    problems = []
+    for key, value in node.items():
+        if key in {"requests", "limits"} and isinstance(value, dict) and path.endswith("resources"):
+            problems += [
+                f"{path}.{key}.{resource}: {quantity!r} is not a quantity"
+                for resource, quantity in value.items()
+                if isinstance(quantity, bool) or not QUANTITY.fullmatch(str(quantity))
+            ]
+        else:
+            problems += quantity_problems(value, f"{path}.{key}" if path else key)
+    return problems
 
 
 def render_airflow_chart(values: dict[str, Any]) -> dict[str, str]:
@@ -177,9 +199,16 @@ def render_airflow_chart(values: dict[str, Any]) -> dict[str, str]:
     helm = pytest.importorskip("helm_python")
     if not (AIRFLOW_CHART / "Chart.yaml").is_file():
         pytest.skip(f"{AIRFLOW_CHART} has no Chart.yaml (the Airflow chart lives beside the repository)")
-    chart = helm.Chart.load(str(AIRFLOW_CHART))
-    rendered: dict[str, str] = chart.render(values, name="airflow", namespace="terracover", is_install=True)
+    rendered: dict[str, str] = _load_chart(helm, AIRFLOW_CHART).render(
+        values, name="airflow", namespace="terracover", is_install=True
+    )
     return rendered
+
+
+@functools.cache
+def _load_chart(helm: Any, path: Path) -> Any:
+    """Loaded once per session: the Airflow chart is ~200 files and the negative controls render it four times."""
+    return helm.Chart.load(str(path))
 
 
 def airflow_chart_problems(values: dict[str, Any]) -> tuple[list[dict[str, Any]], list[str]]:
@@ -323,6 +352,11 @@ def test_airflow_chart_render_rejects_broken_values() -> None:
     values["podTemplate"] = values["podTemplate"].replace("cpu: 500m", "cpu: [500m]")
     _, problems = airflow_chart_problems(values)
     assert any(p.startswith("worker pod template: Pod/") for p in problems), problems  # Kubernetes' schema
+
+    values = _load_yaml(AIRFLOW_VALUES)
+    values["triggerer"]["resources"]["limits"]["memory"] = "1 GiB"  # a string, so the schemas let it through
+    _, problems = airflow_chart_problems(values)
+    assert any("airflow-triggerer" in p and "'1 GiB' is not a quantity" in p for p in problems), problems
 
     values = _load_yaml(AIRFLOW_VALUES)
     values["podTemplate"] = values["podTemplate"].replace("| nindent 8 }}", "| nindent 10 }}")
