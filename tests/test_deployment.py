@@ -294,6 +294,13 @@ def test_airflow_chart_renders_valid_manifests_with_our_settings() -> None:
         main = next(c for c in spec["containers"] if c["name"] == name)
         assert main["resources"] == values[section[name]]["resources"], name
         assert main["image"] == f"{values['images']['airflow']['repository']}:{values['images']['airflow']['tag']}"
+    # git-sync v4 (the chart's image) follows GITSYNC_REF: our branch, not the chart's default
+    for name, workload in workloads.items():
+        spec = workload["spec"]["template"]["spec"]
+        for c in spec.get("initContainers", []) + spec["containers"]:
+            if c["name"].startswith("git-sync"):
+                ref = next(e["value"] for e in c["env"] if e["name"] == "GITSYNC_REF")
+                assert ref == values["dags"]["gitSync"]["branch"], f"{name}/{c['name']}"
     # every container of every pod the chart starts asks for CPU and memory (none is best-effort)
     for (kind, name), d in by_kind_name.items():
         if kind in {"Deployment", "StatefulSet", "Job"}:
