@@ -3,24 +3,40 @@
 A base layer a person can read, offline: the feature stacks already hold every season's surface reflectance
 of B04/B03/B02 (``summer_B04`` ...), so the true-colour composite of a year is read from them, mosaicked over
 the subtiles a tile touches (each pixel from the one subtile that holds it, first valid wins), and stretched
-from reflectance 0-0.3 to 0-255. Predictions and change maps are tiled from their COGs with their own colour
-maps. Any XYZ client (the map page, QGIS "XYZ Tiles", GDAL's WMS driver) reads the same URLs.
+from reflectance 0-0.3 to 0-255. Each stack's three bands are read once per decimation into an in-memory
+preview (:class:`PreviewCache`, why there) and tiles are reprojected from it onto the WebMercatorQuad grid.
+Predictions and change maps are tiled from their COGs by rio-tiler with their own colour maps. Both use the
+same tile matrix set (morecantile's WebMercatorQuad, rio-tiler's default), the one Leaflet uses, so layers
+line up. Any XYZ client (the map page, QGIS "XYZ Tiles", GDAL's WMS driver) reads the same URLs.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+import hashlib
+import json
+import math
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import cache, partial
+from typing import TYPE_CHECKING
 
 import numpy as np
+from affine import Affine
+from rasterio.crs import CRS
+from rasterio.enums import Resampling
+from rasterio.transform import from_bounds
+from rasterio.warp import reproject
 
 from terracover.catalog import COMPOSITES_COLLECTION, Catalog
 from terracover.errors import BadRequestError
 from terracover.features import SEASON_BY_NAME, select_bands
+from terracover.grid import RES_M
 from terracover.store import ObjectStore
 
 if TYPE_CHECKING:
-    from rio_tiler.models import ImageData
+    import morecantile
 
 TRUE_COLOUR_BANDS = ("B04", "B03", "B02")  # red, green, blue
 DEFAULT_SEASON = "summer"
@@ -28,6 +44,8 @@ REFLECTANCE_STRETCH = (0.0, 0.3)  # surface reflectance mapped onto 0..255 (then
 MIN_ZOOM = 10  # below this one tile touches too many stacks for an interactive answer
 MAX_ZOOM = 24
 TILE_SIZE = 256
+PREVIEW_CACHE_BYTES = 256 * 2**20  # ~70 previews of 1098 px stacks at full resolution
+WEB_MERCATOR = CRS.from_epsg(3857)
 
 
 class TileRequestError(BadRequestError):
@@ -40,53 +58,171 @@ def check_tile(z: int, x: int, y: int) -> None:
         raise TileRequestError(f"no tile z={z} x={x} y={y}: zoom 0..{MAX_ZOOM}, x and y in 0..2**z - 1")
 
 
+@cache
+def _tms() -> morecantile.TileMatrixSet:
+    """WebMercatorQuad: the XYZ grid of Leaflet, OpenLayers, QGIS and rio-tiler (EPSG:3857, 256 px tiles)."""
+    import morecantile
+
+    return morecantile.tms.get("WebMercatorQuad")
+
+
 def tile_bounds_wgs84(z: int, x: int, y: int) -> tuple[float, float, float, float]:
     import morecantile
 
-    b = morecantile.tms.get("WebMercatorQuad").bounds(morecantile.Tile(x, y, z))
+    b = _tms().bounds(morecantile.Tile(x, y, z))
     return (b.left, b.bottom, b.right, b.top)
 
 
-def stack_keys_under(catalog: Catalog, year: int, z: int, x: int, y: int) -> list[str]:
-    """Store keys of the year's feature stacks whose footprint meets tile z/x/y."""
+@dataclass(frozen=True)
+class StackRef:
+    """A feature stack under a tile: its store key, and a version that changes when the stack is rebuilt (its
+    catalogue item's properties: the inputs digest and times), so a cached preview of an old stack is not reused."""
+
+    key: str
+    version: str
+
+
+def stacks_under(catalog: Catalog, year: int, z: int, x: int, y: int) -> list[StackRef]:
+    """The year's feature stacks whose footprint meets tile z/x/y."""
     check_tile(z, x, y)
     if z < MIN_ZOOM:
         raise TileRequestError(f"true-colour tiles start at zoom {MIN_ZOOM} (got {z}): zoom in")
     items = catalog.search(
         collections=[COMPOSITES_COLLECTION], bbox=tile_bounds_wgs84(z, x, y), properties={"terracover:year": year}
     )
-    return [str(i.assets["features"].extra_fields["terracover:key"]) for i in items]
+    return [
+        StackRef(
+            str(i.assets["features"].extra_fields["terracover:key"]),
+            hashlib.sha256(json.dumps(i.properties, sort_keys=True, default=str).encode()).hexdigest()[:16],
+        )
+        for i in items
+    ]
+
+
+@dataclass(frozen=True)
+class Preview:
+    """A stack's true colour as 8-bit RGBA (alpha 0 where a band is missing), at ``factor`` times its pixel size."""
+
+    rgba: np.ndarray  # (4, rows, cols) uint8
+    transform: Affine
+    crs: CRS
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.rgba.nbytes)
+
+
+class PreviewCache:
+    """Least recently used previews up to ``max_bytes``; one build per preview at a time.
+
+    The stacks interleave their ~100 bands by pixel (a prediction reads all of them per window), so the three
+    true-colour bands of a window cost decompressing all bands of every block it touches: ~1-2 s for a 1098 px
+    stack at full resolution on a loaded 2-core machine. A preview is built once per stack, season and
+    decimation and holds 4 bytes per pixel; a tile is then a reprojection from memory (milliseconds). The dozen
+    tiles a map view asks for at once touch the same few stacks: a second request for a preview being built
+    waits for it instead of decompressing the stack again."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._items: OrderedDict[tuple[str, ...], Preview] = OrderedDict()
+        self._building: dict[tuple[str, ...], threading.Lock] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[str, ...], build: Callable[[], Preview]) -> Preview:
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+            building = self._building.setdefault(key, threading.Lock())
+        with building:
+            with self._lock:
+                if key in self._items:
+                    return self._items[key]
+            preview = build()
+            with self._lock:
+                self._items[key] = preview
+                self._building.pop(key, None)
+                total = sum(p.nbytes for p in self._items.values())
+                while total > self.max_bytes and len(self._items) > 1:
+                    _, old = self._items.popitem(last=False)
+                    total -= old.nbytes
+            return preview
+
+
+PREVIEWS = PreviewCache(PREVIEW_CACHE_BYTES)
+
+
+def decimation(z: int, y: int, pixel_m: float) -> int:
+    """The coarsest power-of-two decimation of ``pixel_m`` pixels still finer than tile z/x/y's ground pixel (a
+    tile pixel spans 156 km / 2**z at the equator, times the cosine of the latitude), at most 16."""
+    lat = math.atan(math.sinh(math.pi * (1 - 2 * (y + 0.5) / 2**z)))  # the tile centre's
+    ground_m = 2 * math.pi * 6378137 / (TILE_SIZE * 2**z) * math.cos(lat)
+    factor = 1
+    while factor < 16 and factor * 2 * pixel_m <= ground_m:
+        factor *= 2
+    return factor
+
+
+def true_colour_preview(store: ObjectStore, key: str, names: Sequence[str], factor: int) -> Preview:
+    """Read a stack's three true-colour bands decimated by ``factor`` (GDAL reads a matching overview when the
+    stack has one) and stretch them from reflectance 0-0.3 onto 0-255 with a mild gamma."""
+    with store.open_raster(key) as src:
+        idx = select_bands(list(src.descriptions), names)
+        rows, cols = max(1, math.ceil(src.height / factor)), max(1, math.ceil(src.width / factor))
+        data = src.read(idx, out_shape=(3, rows, cols), resampling=Resampling.nearest)
+        transform = src.transform @ Affine.scale(src.width / cols, src.height / rows)
+        crs = src.crs
+    lo, hi = REFLECTANCE_STRETCH
+    valid = np.isfinite(data).all(axis=0)
+    scaled = np.clip((np.nan_to_num(data, nan=0.0) - lo) / (hi - lo), 0, 1) ** (1 / 1.4)
+    rgba = np.concatenate([(scaled * 255).astype(np.uint8), np.where(valid, 255, 0).astype(np.uint8)[None]])
+    return Preview(rgba, transform, crs)
 
 
 def true_colour_png(
-    store: ObjectStore, keys: Sequence[str], z: int, x: int, y: int, season: str = DEFAULT_SEASON
+    store: ObjectStore,
+    stacks: Sequence[StackRef],
+    z: int,
+    x: int,
+    y: int,
+    season: str = DEFAULT_SEASON,
+    cache: PreviewCache = PREVIEWS,
 ) -> bytes | None:
-    """The PNG of tile z/x/y from these stacks' true-colour bands, or None when none covers it."""
-    from rio_tiler.errors import TileOutsideBounds
-    from rio_tiler.io import Reader
-    from rio_tiler.mosaic import mosaic_reader
-
+    """The PNG of tile z/x/y from these stacks' true-colour bands, or None when none covers it. Stacks are
+    mosaicked in order, each pixel from the first stack that holds it (stacks of one zone do not overlap;
+    across zones the first wins)."""
     if season not in SEASON_BY_NAME:
         raise TileRequestError(f"unknown season {season!r}: one of {list(SEASON_BY_NAME)}")
+    check_tile(z, x, y)
     names = [f"{season}_{b}" for b in TRUE_COLOUR_BANDS]
+    import morecantile
 
-    def read(key: str, tx: int, ty: int, tz: int, **_: Any) -> ImageData:
-        with store.open_raster(key) as src, Reader(None, dataset=src) as reader:
-            idx = select_bands(list(src.descriptions), names)
-            return reader.tile(tx, ty, tz, tilesize=TILE_SIZE, indexes=idx, nodata=np.nan)
-
-    if not keys:
+    left, bottom, right, top = _tms().xy_bounds(morecantile.Tile(x, y, z))
+    tile_transform = from_bounds(left, bottom, right, top, TILE_SIZE, TILE_SIZE)
+    out = np.zeros((4, TILE_SIZE, TILE_SIZE), dtype=np.uint8)
+    factor = decimation(z, y, RES_M)
+    for ref in stacks:
+        cache_key = (store.gdal_path(ref.key), ref.version, season, str(factor))
+        preview = cache.get(cache_key, partial(true_colour_preview, store, ref.key, names, factor))
+        part = np.zeros_like(out)
+        reproject(
+            preview.rgba,
+            part,
+            src_transform=preview.transform,
+            src_crs=preview.crs,
+            src_alpha=4,
+            dst_transform=tile_transform,
+            dst_crs=WEB_MERCATOR,
+            dst_alpha=4,
+            resampling=Resampling.nearest,
+        )
+        fill = (out[3] == 0) & (part[3] == 255)
+        out[:, fill] = part[:, fill]
+        if (out[3] == 255).all():
+            break
+    if not out[3].any():
         return None
-    try:
-        img, _ = mosaic_reader(list(keys), read, x, y, z, threads=0)
-    except TileOutsideBounds:
-        return None
-    lo, hi = REFLECTANCE_STRETCH
-    data = np.nan_to_num(img.array.filled(np.nan).astype(np.float32), nan=0.0)
-    scaled = np.clip((data - lo) / (hi - lo), 0, 1) ** (1 / 1.4)
-    rgb = (scaled * 255).astype(np.uint8)
-    alpha = np.where(np.ma.getmaskarray(img.array).any(axis=0), 0, 255).astype(np.uint8)
-    return _png(np.concatenate([rgb, alpha[np.newaxis]]))
+    return _png(out)
 
 
 def classified_png(store: ObjectStore, key: str, z: int, x: int, y: int) -> bytes | None:

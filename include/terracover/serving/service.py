@@ -140,7 +140,7 @@ _BAD_TILE = "expected /{z}/{x}/{y}.png with whole numbers (XYZ tile address, Web
 
 async def truecolour_tile_view(request: Request) -> Response:
     """An XYZ tile (256 px PNG) of a year's true colour from its own feature stacks (``?season=``, zoom >= 10)."""
-    from terracover.tiles import DEFAULT_SEASON, stack_keys_under, true_colour_png
+    from terracover.tiles import DEFAULT_SEASON, stacks_under, true_colour_png
 
     year, address = request.path_params["year"], _tile_address(request)
     if address is None or not (year.isascii() and year.isdigit() and len(year) == 4):
@@ -148,8 +148,8 @@ async def truecolour_tile_view(request: Request) -> Response:
     svc, season = _service(), request.query_params.get("season", DEFAULT_SEASON)
 
     def render() -> bytes | None:
-        keys = stack_keys_under(svc.catalog, int(year), *address)
-        return true_colour_png(svc.store, keys, *address, season=season)
+        stacks = stacks_under(svc.catalog, int(year), *address)
+        return true_colour_png(svc.store, stacks, *address, season=season)
 
     try:
         return _png(await _render_tile(render))
