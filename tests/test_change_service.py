@@ -9,6 +9,7 @@ ApprovalOperator's response would carry it.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ import rasterio
 from pyproj import Geod, Transformer
 from shapely.geometry import Point, box, mapping
 
+from tests.conftest import ARTIFACTS
 from tests.fixtures.mlflow_server import running_mlflow
 from tests.fixtures.procs import terracover_env, wait_until
 from tests.fixtures.serving import settings_now, start_service, train_and_approve
@@ -324,3 +326,157 @@ def test_xyz_tiles_of_the_years_imagery_and_of_stored_maps(service: str) -> None
     ):
         r = httpx.get(f"{service}{bad}", timeout=60)
         assert r.status_code == status and len(r.json()["error"]) > 20, (bad, r.status_code, r.text)
+
+
+# --- the map page ------------------------------------------------------------------------------------------
+
+EDGE_M = 20.0  # samples this far inside and outside each edge of the injected lake: layers offset by more fail
+# The colour a tile layer in a pane draws at each (lat, lon): the loaded tile <img> whose box on the page holds
+# Leaflet's projection of the point (what the AOI outline is drawn with), read back from the image itself.
+# Screenshots are kept to look at, not sampled: a loaded headless browser may not have rastered every part of
+# the page yet when it takes one.
+SAMPLE_JS = """([pane, pts]) => {
+  const imgs = Array.from(document.querySelectorAll(`.leaflet-${pane}-pane img.leaflet-tile-loaded`));
+  const origin = map.getContainer().getBoundingClientRect();
+  const canvas = document.createElement("canvas");
+  canvas.width = canvas.height = 256;
+  const ctx = canvas.getContext("2d", { willReadFrequently: true });
+  return pts.map(([lat, lon]) => {
+    const q = map.latLngToContainerPoint([lat, lon]);
+    const x = origin.left + q.x, y = origin.top + q.y;
+    const img = imgs.find((i) => {
+      const r = i.getBoundingClientRect();
+      return x >= r.left && x < r.right && y >= r.top && y < r.bottom;
+    });
+    if (!img) return null;
+    const r = img.getBoundingClientRect();
+    ctx.clearRect(0, 0, 256, 256);
+    ctx.drawImage(img, 0, 0, 256, 256);
+    const px = Math.floor((x - r.left) * 256 / r.width), py = Math.floor((y - r.top) * 256 / r.height);
+    return Array.from(ctx.getImageData(px, py, 1, 1).data);
+  });
+}"""
+
+
+def _edge_samples(bounds: tuple[float, float, float, float]) -> dict[str, dict[str, list[tuple[float, float]]]]:
+    """(lat, lon) points along each edge of ``bounds``, EDGE_M inside and outside it, away from the corners."""
+    w, s, e, n = bounds
+    dlat = EDGE_M / 111_320
+    dlon = EDGE_M / (111_320 * np.cos(np.radians((s + n) / 2)))
+    along = np.linspace(0.2, 0.8, 9)
+    lons, lats = (w + along * (e - w)).tolist(), (s + along * (n - s)).tolist()
+    return {
+        "west": {"in": [(y, w + dlon) for y in lats], "out": [(y, w - dlon) for y in lats]},
+        "east": {"in": [(y, e - dlon) for y in lats], "out": [(y, e + dlon) for y in lats]},
+        "south": {"in": [(s + dlat, x) for x in lons], "out": [(s - dlat, x) for x in lons]},
+        "north": {"in": [(n - dlat, x) for x in lons], "out": [(n + dlat, x) for x in lons]},
+    }
+
+
+def _is_water(rgba: np.ndarray) -> np.ndarray:
+    """Water's opaque (0, 50, 200) in a class or change tile."""
+    return (np.abs(rgba[..., :3].astype(int) - (0, 50, 200)).max(axis=-1) <= 2) & (rgba[..., 3] == 255)
+
+
+@pytest.mark.browser
+def test_map_page_toggles_years_and_shows_the_change_layer_aligned(service: str) -> None:
+    """The page's imagery, the AOI's class maps and the change map land where the lake was injected: each
+    layer's tiles are sampled EDGE_M inside and outside every edge of the box, placed with Leaflet's own
+    projection of the points. The year toggle swaps imagery and maps; a service error reaches the status line."""
+    playwright = pytest.importorskip("playwright.sync_api")
+    chromium = Path("/usr/bin/chromium")
+    if not chromium.exists():
+        pytest.skip("Debian chromium not installed (make setup installs it)")
+    shots = ARTIFACTS / "serving"
+    shots.mkdir(parents=True, exist_ok=True)
+    samples = _edge_samples(CHANGED)
+    w, s, e, n = CHANGED
+    aoi = (w - 0.0025, s - 0.0025, e + 0.0025, n + 0.0025)  # inside REGION, the lake with a margin around it
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(chromium), args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1200, "height": 800})
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+
+        def wait(expr: str, what: str, timeout_s: float = 120) -> None:
+            try:
+                page.wait_for_function(expr, timeout=timeout_s * 1000)
+            except Exception:
+                page.screenshot(path=str(shots / "change-failed.png"))
+                raise AssertionError(f"{what} not seen; the page says {page.inner_text('#status')!r}") from None
+
+        def shot(name: str) -> None:
+            """A screenshot to look at, after two frames (the page's last change painted, on a loaded machine
+            too, mostly: nothing is asserted on it)."""
+            page.evaluate("new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))")
+            page.screenshot(path=str(shots / name))
+
+        def sample(pane: str) -> dict[str, dict[str, np.ndarray]]:
+            """RGBA of ``pane``'s tiles at every sample point (a point on no loaded tile fails)."""
+            out: dict[str, dict[str, np.ndarray]] = {}
+            for edge, sides in samples.items():
+                out[edge] = {}
+                for side, pts in sides.items():
+                    got = page.evaluate(SAMPLE_JS, [pane, pts])
+                    assert all(g is not None for g in got), (pane, edge, side, got)
+                    out[edge][side] = np.asarray(got, dtype=np.uint8)
+            return out
+
+        page.goto(service + "/")
+        wait(f"document.body.dataset.coverage === '{YEARS[1]}'", "the newest year's footprint")
+        page.click("#draw")
+        box_ = page.locator("#map").bounding_box()
+        assert box_ is not None
+        for lon, lat in ((aoi[0], aoi[1]), (aoi[2], aoi[3])):
+            ((x, y),) = page.evaluate(
+                "pts => pts.map(p => { const q = map.latLngToContainerPoint(p); return [q.x, q.y]; })", [(lat, lon)]
+            )
+            page.mouse.click(box_["x"] + x, box_["y"] + y)
+        assert page.evaluate("map.getZoom()") >= 15
+        imagery: dict[int, dict[str, dict[str, np.ndarray]]] = {}
+        for year in (YEARS[1], YEARS[0]):  # the toggle: each year's imagery
+            page.select_option("#year", str(year))
+            wait(f"document.body.dataset.imagery === '{year}'", f"{year}'s imagery tiles")
+            imagery[year] = sample("tile")
+            shot(f"change-imagery-{year}.png")
+
+        # A service error is shown, not swallowed: an AOI outside every stack.
+        page.evaluate(f"setAoi({json.dumps(_polygon((10.0, 45.0, 10.01, 45.01)))})")
+        page.click("#predict")
+        wait("document.getElementById('status').className === 'error'", "the 4xx error")
+        error_text = page.inner_text("#status")
+        page.evaluate(f"setAoi({json.dumps(_polygon(aoi))})")
+
+        page.select_option("#from-year", str(YEARS[0]))
+        page.select_option("#to-year", str(YEARS[1]))
+        page.click("#compare")
+        pair = f"{YEARS[0]}-{YEARS[1]}"
+        wait(f"(document.body.dataset.change || '').startsWith('{pair}:')", "the change layer's tiles", 600)
+        wait(f"(document.body.dataset.classes || '').startsWith('{YEARS[0]}:')", f"{YEARS[0]}'s class tiles")
+        wait(f"document.body.dataset.imagery === '{YEARS[0]}'", f"{YEARS[0]}'s imagery tiles")
+        transitions = page.inner_text("#transitions")
+        change_layer = sample("changes")
+        classes = {YEARS[0]: sample("maps")}
+        shot("change.png")
+        page.uncheck("#show-change")
+        page.select_option("#year", str(YEARS[1]))
+        wait(f"(document.body.dataset.classes || '').startsWith('{YEARS[1]}:')", f"{YEARS[1]}'s class tiles")
+        classes[YEARS[1]] = sample("maps")
+        wait(f"document.body.dataset.imagery === '{YEARS[1]}'", f"{YEARS[1]}'s imagery tiles")
+        shot(f"change-classes-{YEARS[1]}.png")
+        browser.close()
+    assert not errors, errors
+    assert "32TNQ" in error_text, error_text  # the service's own words: no stack covers it
+    assert "closedForest → water" in transitions, transitions
+    for edge in samples:
+        # imagery: what changed between the years' true colour is inside the box, on every edge
+        diff = {
+            side: np.abs(imagery[YEARS[1]][edge][side][:, :3].astype(int) - imagery[YEARS[0]][edge][side][:, :3]).mean()
+            for side in ("in", "out")
+        }
+        assert diff["in"] > 2 * diff["out"], (edge, diff)
+        # the change map and the later year's map: water inside, not outside; the earlier year's: no water
+        for name, layer in (("change", change_layer), ("classes", classes[YEARS[1]])):
+            water = {side: float(_is_water(layer[edge][side]).mean()) for side in ("in", "out")}
+            assert water["in"] >= 0.8 and water["out"] <= 0.2, (name, edge, water, layer[edge])
+        assert _is_water(classes[YEARS[0]][edge]["in"]).mean() <= 0.2, (edge, classes[YEARS[0]][edge])

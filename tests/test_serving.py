@@ -345,7 +345,11 @@ def test_browser_draws_an_aoi_and_sees_the_layer(service: str) -> None:
         except Exception:
             page.screenshot(path=str(shots / "map-failed.png"))
             raise AssertionError(f"no result; the page says: {page.inner_text('#status')!r}") from None
-        page.wait_for_function("document.body.dataset.resultLayer === 'shown'")
+        # the AOI's map is tiles of the stored COG over the year's imagery (tiles from its stacks), both loaded
+        page.wait_for_function(f"(document.body.dataset.classes || '').startsWith('{YEAR}:')", timeout=120_000)
+        page.wait_for_function(f"document.body.dataset.imagery === '{YEAR}'", timeout=120_000)
+        map_tiles = page.locator(".leaflet-maps-pane img.leaflet-tile-loaded").count()
+        imagery_tiles = page.locator(".leaflet-tile-pane img.leaflet-tile-loaded").count()
         filled = page.locator(".leaflet-overlay-pane path").count()
         confidence = page.inner_text("#confidence")
         classified = page.inner_text("#classified")
@@ -362,7 +366,8 @@ def test_browser_draws_an_aoi_and_sees_the_layer(service: str) -> None:
         coverage_year = page.evaluate("document.body.dataset.coverage")
         browser.close()
     assert not errors, errors
-    assert filled >= 2  # the AOI outline and at least one class polygon
+    assert filled >= 2  # the AOI outline and the served footprint
+    assert map_tiles >= 1 and imagery_tiles >= 1, (map_tiles, imagery_tiles)
     assert confidence.endswith("%") and "observed" in classified, classified
     assert "#1a9641" in quality_fills or "#fdae61" in quality_fills, quality_fills  # observed or gap-filled
     assert coverage_year == str(YEAR)  # the served footprint was fetched and drawn for the selected year

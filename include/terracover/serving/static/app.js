@@ -1,12 +1,22 @@
-// The map page: draw or upload an AOI, POST /predict with format "geojson", show the classes, legend and
-// confidence, link the stored GeoTIFF. No basemap tiles: the page must work offline; the exact footprint each
-// year is served over (GET /coverage) is drawn instead. A toggle swaps the classes for the quality layer
-// (observed / gap-filled / missing features / unclassified).
+// The map page: draw or upload an AOI, classify it for a year, toggle between years, compare two years.
+// Offline: every raster on the page is an XYZ tile layer the service renders from its own data (the year's
+// true colour from its feature stacks, the AOI's maps and change maps from their COGs) on the Web Mercator grid
+// Leaflet draws in, so imagery, maps and the drawn AOI line up; the served footprint (GET /coverage) is drawn
+// as an outline. The quality layer (observed / gap-filled / missing features / unclassified) is the answer's
+// polygons. Service errors (4xx JSON "error") are shown in the status line.
 "use strict";
 
-const map = L.map("map", { zoomControl: true }).setView([40, 0], 10);
+// No fade-in: a tile is drawn as soon as it has loaded (and a screenshot after "load" shows every tile).
+const map = L.map("map", { zoomControl: true, maxZoom: 19, fadeAnimation: false }).setView([40, 0], 10);
+map.createPane("maps").style.zIndex = 350; // above the imagery (tile pane, 200), below vectors (400)
+map.createPane("changes").style.zIndex = 360;
+const IMAGERY_MIN_ZOOM = 12; // farther out a tile touches many stacks: slow to read the first time
+const NATIVE_ZOOM = 17; // ~1.2 m tile pixels at 40°N: finer than the 10 m data, Leaflet scales beyond
+const UNCHANGED = "#e1e1e1";
 const state = {
-  aoi: null, aoiLayer: null, resultLayer: null, qualityLayer: null, coverage: {}, classes: [], drawing: false, corners: [],
+  aoi: null, aoiLayer: null, coverage: {}, classes: [], drawing: false, corners: [],
+  predictions: {}, // year -> {id, body?}: the AOI's maps (body when /predict answered it)
+  imagery: null, classesLayer: null, qualityLayer: null, change: null, changeLayer: null,
 };
 const $ = (id) => document.getElementById(id);
 
@@ -16,48 +26,148 @@ function setStatus(text, isError = false) {
   el.className = isError ? "error" : "";
 }
 
-function colourOf(code) {
-  const c = state.classes.find((k) => k.code === code);
-  return c ? c.colour : "#000000";
+const classByName = (name) => state.classes.find((k) => k.name === name);
+
+async function answerOf(r) {
+  // The service's answer, or an Error with the message it sent (4xx/5xx JSON {"error": ...}).
+  let body = null;
+  try {
+    body = await r.json();
+  } catch (err) {
+    if (r.ok) throw new Error(`unreadable answer: ${err.message}`);
+  }
+  const error = body && (Array.isArray(body) ? body[0].error : body.error);
+  if (!r.ok || error) throw new Error(error || `HTTP ${r.status} ${r.statusText}`);
+  return body;
+}
+
+async function reportTileError(src) {
+  // An <img> cannot read an error body: ask again. 204 (nothing there) is not an error.
+  try {
+    const r = await fetch(src);
+    if (r.status >= 400) {
+      const body = await r.json().catch(() => ({}));
+      setStatus(`Tile ${new URL(src).pathname}: ${body.error || `HTTP ${r.status}`}`, true);
+    }
+  } catch (err) {
+    setStatus(`Tile ${src}: ${err.message}`, true);
+  }
+}
+
+function tiles(url, marker, tag, options) {
+  // A tile layer whose loaded state is on <body data-{marker}> (tests wait for it).
+  const layer = L.tileLayer(url, { maxZoom: 19, maxNativeZoom: NATIVE_ZOOM, ...options });
+  layer.on("loading", () => { delete document.body.dataset[marker]; });
+  layer.on("load", () => { document.body.dataset[marker] = tag; });
+  layer.on("tileerror", (e) => reportTileError(e.tile.src));
+  return layer;
+}
+
+function bboxBounds([w, s, e, n]) {
+  return L.latLngBounds([s, w], [n, e]);
 }
 
 function setAoi(geojson) {
   if (state.aoiLayer) map.removeLayer(state.aoiLayer);
   state.aoi = geojson;
+  state.predictions = {};
+  clearChange();
   state.aoiLayer = L.geoJSON(geojson, { style: { color: "#222", weight: 2, fill: false, dashArray: "4 4" } }).addTo(map);
-  map.fitBounds(state.aoiLayer.getBounds(), { maxZoom: 15 });
-  $("predict").disabled = !$("year").value;
-  setStatus("AOI ready: press Classify.");
+  map.fitBounds(state.aoiLayer.getBounds(), { maxZoom: 16, animate: false });
+  showClasses($("year").value);
+  updateButtons();
+  setStatus("AOI ready: press Classify (this year) or Compare (two years).");
+}
+
+function updateButtons() {
+  $("predict").disabled = !state.aoi || !$("year").value;
+  $("compare").disabled = !state.aoi || !$("from-year").value || $("from-year").value === $("to-year").value;
 }
 
 async function showCoverage(year) {
-  if (!year) return;
   if (!state.coverage[year]) {
-    const r = await fetch(`/coverage?year=${encodeURIComponent(year)}`);
-    if (!r.ok) return;
-    state.coverage[year] = await r.json();
+    try {
+      state.coverage[year] = await answerOf(await fetch(`/coverage?year=${encodeURIComponent(year)}`));
+    } catch (err) {
+      setStatus(`Coverage of ${year}: ${err.message}`, true);
+      return;
+    }
   }
   if (state.coverageLayer) map.removeLayer(state.coverageLayer);
   state.coverageLayer = L.geoJSON(state.coverage[year], {
-    style: { color: "#2a6df4", weight: 1, fillOpacity: 0.05 }, interactive: false,
+    style: { color: "#2a6df4", weight: 1, fill: false }, interactive: false,
   }).addTo(map);
   document.body.dataset.coverage = String(year);
-  if (!state.aoi) map.fitBounds(state.coverageLayer.getBounds());
+  if (!state.aoi) map.fitBounds(state.coverageLayer.getBounds(), { animate: false });
 }
 
-async function loadModels() {
-  const r = await fetch("/models");
-  const body = await r.json();
-  state.classes = body.classes;
-  const select = $("year");
+function showImagery(year) {
+  if (state.imagery) map.removeLayer(state.imagery);
+  state.imagery = null;
+  delete document.body.dataset.imagery;
+  const coverage = state.coverage[year];
+  if (!$("show-imagery").checked || !coverage) return;
+  state.imagery = tiles(`/tiles/truecolour/${year}/{z}/{x}/{y}.png`, "imagery", String(year), {
+    minZoom: IMAGERY_MIN_ZOOM, bounds: bboxBounds(coverage.bbox),
+  }).addTo(map);
+}
+
+function showClasses(year) {
+  for (const layer of [state.classesLayer, state.qualityLayer]) if (layer) map.removeLayer(layer);
+  state.classesLayer = state.qualityLayer = null;
+  delete document.body.dataset.classes;
+  const p = state.predictions[year];
+  $("result").hidden = !(p && p.body);
+  if (!p) {
+    if (state.aoi) setStatus(`No ${year} map of this AOI yet: press Classify.`);
+    return;
+  }
+  const bounds = state.aoiLayer.getBounds().pad(0.05);
+  state.classesLayer = tiles(`/tiles/predictions/${year}/${p.id}/{z}/{x}/{y}.png`, "classes", `${year}:${p.id}`, {
+    pane: "maps", bounds, opacity: 0.85,
+  });
+  if (p.body) {
+    state.qualityLayer = L.geoJSON(p.body.quality_geojson, {
+      style: (f) => ({ color: f.properties.colour, weight: 0, fillOpacity: 0.75 }),
+    });
+    showResult(p.body);
+  }
+  $("show-quality").disabled = !state.qualityLayer;
+  showLayer($("show-quality").checked && !!state.qualityLayer);
+}
+
+function showLayer(quality) {
+  const [on, off] = quality ? [state.qualityLayer, state.classesLayer] : [state.classesLayer, state.qualityLayer];
+  if (off && map.hasLayer(off)) map.removeLayer(off);
+  if (on && !map.hasLayer(on)) on.addTo(map);
+  document.body.dataset.layer = quality ? "quality" : "classes";
+}
+
+async function selectYear(year) {
+  await showCoverage(year);
+  showImagery(year);
+  showClasses(year);
+}
+
+function fillYears(select, years, value) {
   select.innerHTML = "";
-  for (const y of body.years) {
+  for (const y of years) {
     const opt = document.createElement("option");
     opt.value = y.year;
     opt.textContent = `${y.year} (v${y.champion.version})`;
     select.appendChild(opt);
   }
-  if (body.years.length) select.value = String(Math.max(...body.years.map((y) => y.year)));  // newest first
+  if (value !== undefined) select.value = String(value);
+}
+
+async function loadModels() {
+  const body = await answerOf(await fetch("/models"));
+  state.classes = body.classes;
+  const years = [...body.years].sort((a, b) => a.year - b.year);
+  const newest = years.length ? years[years.length - 1].year : undefined;
+  fillYears($("year"), years, newest); // newest first
+  fillYears($("from-year"), years, years.length > 1 ? years[years.length - 2].year : newest);
+  fillYears($("to-year"), years, newest);
   const legend = document.querySelector("#legend ul");
   legend.innerHTML = "";
   for (const c of body.classes) {
@@ -65,20 +175,21 @@ async function loadModels() {
     li.innerHTML = `<span class="swatch" style="background:${c.colour}"></span>${c.code} ${c.name}`;
     legend.appendChild(li);
   }
-  if (body.years.length === 0) setStatus("No year has an approved model yet.", true);
-  else await showCoverage(select.value);
+  updateButtons();
+  if (years.length === 0) setStatus("No year has an approved model yet.", true);
+  else await selectYear($("year").value);
 }
 
-$("year").addEventListener("change", (e) => showCoverage(e.target.value));
-
+$("year").addEventListener("change", (e) => selectYear(e.target.value));
+$("from-year").addEventListener("change", updateButtons);
+$("to-year").addEventListener("change", updateButtons);
+$("show-imagery").addEventListener("change", () => showImagery($("year").value));
 $("show-quality").addEventListener("change", (e) => showLayer(e.target.checked));
-
-function showLayer(quality) {
-  const [on, off] = quality ? [state.qualityLayer, state.resultLayer] : [state.resultLayer, state.qualityLayer];
-  if (off && map.hasLayer(off)) map.removeLayer(off);
-  if (on && !map.hasLayer(on)) on.addTo(map);
-  document.body.dataset.layer = quality ? "quality" : "classes";
-}
+$("show-change").addEventListener("change", (e) => {
+  if (!state.changeLayer) return;
+  if (e.target.checked) state.changeLayer.addTo(map);
+  else map.removeLayer(state.changeLayer);
+});
 
 $("draw").addEventListener("click", () => {
   state.drawing = !state.drawing;
@@ -111,38 +222,30 @@ $("upload").addEventListener("change", async (e) => {
   }
 });
 
+async function post(path, body) {
+  return answerOf(await fetch(path, {
+    method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body),
+  }));
+}
+
 $("predict").addEventListener("click", async () => {
   if (!state.aoi) return;
-  const year = Number($("year").value);
-  setStatus("Classifying…");
+  const year = $("year").value;
+  setStatus(`Classifying ${year}…`);
   $("predict").disabled = true;
   try {
-    const r = await fetch("/predict", {
-      method: "POST",
-      headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ aoi: state.aoi, year, format: "geojson" }),
-    });
-    const body = await r.json();
-    const error = Array.isArray(body) ? body[0].error : body.error;
-    if (!r.ok || error) throw new Error(error || `HTTP ${r.status}`);
-    showResult(body);
+    const body = await post("/predict", { aoi: state.aoi, year: Number(year), format: "geojson" });
+    state.predictions[year] = { id: body.prediction_id, body };
+    if ($("year").value === year) showClasses(year);
+    setStatus(`${year} classified in ${body.elapsed_ms} ms.`);
   } catch (err) {
     setStatus(err.message, true);
   } finally {
-    $("predict").disabled = false;
+    updateButtons();
   }
 });
 
 function showResult(body) {
-  for (const layer of [state.resultLayer, state.qualityLayer]) if (layer) map.removeLayer(layer);
-  state.resultLayer = L.geoJSON(body.geojson, {
-    style: (f) => ({ color: colourOf(f.properties.class_code), weight: 0, fillOpacity: 0.75 }),
-  });
-  state.qualityLayer = L.geoJSON(body.quality_geojson, {
-    style: (f) => ({ color: f.properties.colour, weight: 0, fillOpacity: 0.75 }),
-  });
-  showLayer($("show-quality").checked);
-  document.body.dataset.resultLayer = "shown";
   $("confidence").textContent = `${(100 * body.avg_confidence).toFixed(1)} %`;
   const q = body.quality_fractions || {};
   const pct = (v) => `${(100 * (v || 0)).toFixed(1)} %`;
@@ -159,7 +262,68 @@ function showResult(body) {
   $("download-quality").href = body.quality_download_path;
   $("prediction-id").textContent = body.prediction_id;
   $("result").hidden = false;
-  setStatus(`Done in ${body.elapsed_ms} ms.`);
+}
+
+function clearChange() {
+  if (state.changeLayer) map.removeLayer(state.changeLayer);
+  state.change = state.changeLayer = null;
+  delete document.body.dataset.change;
+  $("change-result").hidden = true;
+}
+
+$("compare").addEventListener("click", async () => {
+  if (!state.aoi) return;
+  const from = $("from-year").value, to = $("to-year").value;
+  setStatus(`Comparing ${from} with ${to}…`);
+  $("compare").disabled = true;
+  try {
+    const body = await post("/change", { aoi: state.aoi, from_year: Number(from), to_year: Number(to) });
+    clearChange();
+    state.change = body;
+    // both years' maps of the AOI came with it: the year toggle shows them
+    for (const [role, year] of [["from", from], ["to", to]]) {
+      if (!state.predictions[year]) state.predictions[year] = { id: body.predictions[role] };
+    }
+    showClasses($("year").value);
+    showChange(body);
+    setStatus(`${from} → ${to} compared in ${body.elapsed_ms} ms.`);
+  } catch (err) {
+    setStatus(err.message, true);
+  } finally {
+    updateButtons();
+  }
+});
+
+function showChange(body) {
+  const pair = `${body.from_year}-${body.to_year}`;
+  state.changeLayer = tiles(`/tiles/changes/${pair}/${body.change_id}/{z}/{x}/{y}.png`, "change", `${pair}:${body.change_id}`, {
+    pane: "changes", bounds: state.aoiLayer.getBounds().pad(0.05),
+  });
+  if ($("show-change").checked) state.changeLayer.addTo(map);
+  $("changed").textContent = `${(100 * body.changed_fraction).toFixed(1)} % (${body.changed_ha.toFixed(2)} ha)`;
+  $("compared").textContent = `${body.compared_ha.toFixed(2)} ha compared`;
+  $("model-share").textContent = body.model_change_share === null ? ""
+    : `${(100 * body.model_change_share).toFixed(0)} % of it disappears when the ${body.from_year} model maps both years (model change, not land change)`;
+  const rows = [];
+  let unchanged = 0;
+  for (const [from, row] of Object.entries(body.transition_ha)) {
+    for (const [to, ha] of Object.entries(row)) {
+      if (from === to) unchanged += ha;
+      else rows.push([from, to, ha]);
+    }
+  }
+  rows.sort((a, b) => b[2] - a[2]);
+  const tbody = document.querySelector("#transitions tbody");
+  tbody.innerHTML = "";
+  const add = (colour, text, ha) => {
+    const tr = document.createElement("tr");
+    tr.innerHTML = `<td><span class="swatch" style="background:${colour}"></span> ${text}</td><td>${ha.toFixed(2)}</td>`;
+    tbody.appendChild(tr);
+  };
+  for (const [from, to, ha] of rows) add((classByName(to) || { colour: "#000" }).colour, `${from} → ${to}`, ha);
+  add(UNCHANGED, "unchanged", unchanged);
+  $("download-change").href = body.download_path;
+  $("change-result").hidden = false;
 }
 
 loadModels().catch((err) => setStatus(`Cannot reach the service: ${err.message}`, true));
