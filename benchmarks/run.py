@@ -28,6 +28,7 @@ from benchmarks import (
     bench_scale,
     bench_serving,
     bench_simulator,
+    bench_tiles,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -135,6 +136,7 @@ def sections(quick: bool) -> list[tuple[str, Any, Any]]:
         ("subtile_year", lambda: bench_scale.subtile_year(1 if quick else 2), bench_scale.format_subtile_year),
         ("catalog", lambda: bench_catalog.run(queries=10 if quick else 40), bench_catalog.format_table),
         ("reliability", lambda: bench_reliability.run(fast=quick), bench_reliability.format_table),
+        ("tiles", lambda: bench_tiles.run(size=366 if quick else 1098), bench_tiles.format_table),
     ]  # fmt: skip
 
 
