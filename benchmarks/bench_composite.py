@@ -181,7 +181,7 @@ def run(size: int = 1098, dates: Sequence[int] = (12, 24), masked: float = 0.4, 
 
 def format_table(result: dict[str, Any]) -> str:
     size, repeat = result["size"], result["repeat"]
-    head = f"composite {size}x{size} px, {result['threads']} threads, Mpx/s (best of {repeat})"
+    head = f"composite {size}x{size} px, SYNTHETIC stack, {result['threads']} threads, Mpx/s (best of {repeat})"
     names = (
         "dates",
         "invalid",

@@ -153,7 +153,8 @@ def main() -> None:
         chosen = [s for s in chosen if s[0] in a.only]
     t0 = time.perf_counter()
     tables: list[str] = []
-    results: dict[str, Any] = {"machine": machine(), "when": datetime.now(UTC).isoformat(timespec="seconds")}
+    results: dict[str, Any] = {"machine": machine(), "when": datetime.now(UTC).isoformat(timespec="seconds"),
+                               "load_before": os.getloadavg()}  # fmt: skip
     for name, fn, fmt in chosen:
         t = time.perf_counter()
         print(f"... {name}", flush=True)
@@ -163,10 +164,13 @@ def main() -> None:
         tables.append(table if "\n|" in table else f"```\n{table}\n```")  # fixed-width text stays as is
         print(table + f"\n({name}: {time.perf_counter() - t:.0f} s)\n", flush=True)
     results["total_seconds"] = time.perf_counter() - t0
+    results["load_after"] = os.getloadavg()
     m = results["machine"]
+    load = " / ".join(f"{x:.1f}" for x in results["load_before"]), " / ".join(f"{x:.1f}" for x in results["load_after"])
     head = (f"# terracover benchmarks ({results['when']})\n\nMachine: {m['cpu']}, {m['cores']} cores, "
-            f"{m['memory_gib']} GiB, Python {m['python']}. Total {results['total_seconds']:.0f} s"
-            f"{' (quick run)' if a.quick else ''}.\n")  # fmt: skip
+            f"{m['memory_gib']} GiB, Python {m['python']}; load average (1 / 5 / 15 min) {load[0]} before,"
+            f" {load[1]} after (a shared machine: the other load slows every section, ratios less than times)."
+            f" Total {results['total_seconds']:.0f} s{' (quick run)' if a.quick else ''}.\n")  # fmt: skip
     RESULTS.mkdir(parents=True, exist_ok=True)
     name = "partial" if a.only else "quick" if a.quick else "latest"
     (RESULTS / f"{name}.md").write_text(head + "\n" + "\n\n".join(tables) + "\n")

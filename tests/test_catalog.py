@@ -138,3 +138,39 @@ def test_pystac_client_finds_pypgstac_items_through_stac_fastapi(pgstac_dsn: str
         collections=[cid], bbox=[0.0, 40.0, 0.25, 40.2], datetime="2023-01-01/2023-01-03"
     )
     assert sorted(i.id for i in search.items()) == ["s0", "s1", "s2"]
+
+
+def test_pgstac_search_returns_the_items_pgstacs_own_search_hydrates(pgstac_dsn: str) -> None:
+    """PgStacCatalog hydrates pgSTAC's stored rows itself (the per-item PL/pgSQL formatting of ``search()`` cost
+    ~2 ms an item): every item must equal what pgSTAC's ``search()`` returns, including the parts pgSTAC strips
+    into the collection's base item (``item_assets``) and restores on the way out."""
+    import json
+
+    from pypgstac.db import PgstacDB
+
+    cat = PgStacCatalog(pgstac_dsn)
+    cid = f"hydrate-{uuid.uuid4().hex[:8]}"
+    coll = collection(cid, "a base item to hydrate from").to_dict(include_self_link=False)
+    coll["item_assets"] = {"B04": {"type": "image/tiff", "roles": ["data"], "title": "red"}}
+    cat.add_collection(coll)
+    items = [make_item(cid, f"h{i}", 0.1 * i, 40, 1 + i, tile="30TYK", n=i) for i in range(4)]
+    for i, item in enumerate(items):
+        item.add_asset("B04", pystac.Asset(href=f"s3://b/h{i}/B04.tif", media_type="image/tiff", roles=["data"],
+                                           title="red"))  # fmt: skip
+    cat.upsert_items(items)
+    with PgstacDB(dsn=pgstac_dsn) as db:
+        stored = db.query_one("SELECT content->'assets'->'B04' FROM pgstac.items WHERE collection = %s LIMIT 1", (cid,))
+        assert stored is not None and "title" not in stored, stored  # dehydrated: the title lives in the base item
+        body = {"collections": [cid], "limit": 100, "filter-lang": "cql2-json",
+                "filter": {"op": "=", "args": [{"property": "tile"}, "30TYK"]}}  # fmt: skip
+        reference = {f["id"]: f for f in json.loads(db.search(body))["features"]}
+    found = cat.search(collections=[cid], properties={"tile": "30TYK"})
+    assert [i.id for i in found] == ["h0", "h1", "h2", "h3"]
+    for item in found:
+        got = item.to_dict(include_self_link=False)
+        want = reference[item.id]
+        assert got["assets"]["B04"] == want["assets"]["B04"]
+        assert got["assets"]["B04"]["title"] == "red"  # restored from the collection's base item
+        assert got["geometry"] == want["geometry"]
+        assert got["properties"] == want["properties"]
+        assert got["bbox"] == want["bbox"]

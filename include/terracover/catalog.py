@@ -273,7 +273,10 @@ class EmbeddedCatalog(Catalog):
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
         with closing(self._connect()) as con:
-            return [pystac.Item.from_dict(json.loads(r[0]), preserve_dict=False) for r in con.execute(sql, args)]
+            return [
+                pystac.Item.from_dict(json.loads(r[0]), preserve_dict=False, migrate=False)
+                for r in con.execute(sql, args)
+            ]
 
     def delete_item(self, collection_id: str, item_id: str) -> None:
         with closing(self._connect()) as con, con:
@@ -304,8 +307,33 @@ INDEXED_PROPERTIES: dict[str, tuple[tuple[str, dict[str, str], str], ...]] = {
 }
 
 
+# Items matching a search. The WHERE clause is pgSTAC's own translation of the search body
+# (``stac_search_to_where``: collections, ids, bbox, datetime intersection, CQL2 on queryables and their indexes);
+# each item comes back with the base item it was dehydrated against (its ``pgstac:base_item`` tag, else the
+# collection's first, as ``content_hydrate`` picks it) and is hydrated here. pgSTAC's ``search()`` formats and
+# hydrates every item in PL/pgSQL (~1.5-3 ms an item on this 2-core host: 65 scene items ~130-200 ms against
+# ~1 ms for the rows themselves, see docs/catalog-latency.md) and keeps usage statistics of every search in
+# ``pgstac.searches``, a write per query; the pipeline reads whole result sets and needs neither paging nor links.
+_ITEMS_SQL = """
+    SELECT id, collection, ST_AsGeoJSON(geometry, 20)::jsonb, content, coalesce(
+        pgstac.collection_base_item(collection, CASE WHEN content->>'pgstac:base_item' ~ '^\\s*\\d{{1,9}}\\s*$'
+                                                THEN (content->>'pgstac:base_item')::int END),
+        (SELECT c.base_item FROM pgstac.collections c WHERE c.id = items.collection))
+    FROM pgstac.items WHERE {where} ORDER BY datetime, id LIMIT {limit}"""
+
+
+def _hydrated(item_id: str, collection_id: str, geometry: Any, content: Any, base_item: Any) -> dict[str, Any]:
+    """The full item from pgSTAC's stored (dehydrated) row, merged as pgSTAC's ``content_hydrate`` merges it."""
+    from pypgstac.hydration import hydrate
+
+    item = {"id": item_id, "geometry": geometry, "collection": collection_id, "type": "Feature"}
+    item.update((k, v) for k, v in content.items() if k != "pgstac:base_item")
+    return dict(hydrate(base_item or {}, item))
+
+
 class PgStacCatalog(Catalog):
-    """pgSTAC through pypgstac: loads with ``Loader`` (upsert), searches with pgSTAC's ``search()``."""
+    """pgSTAC through pypgstac: loads with ``Loader`` (upsert); searches with pgSTAC's own query translation and
+    hydrates the items in Python (``_ITEMS_SQL``)."""
 
     def __init__(self, dsn: str):
         self.dsn = dsn
@@ -363,11 +391,7 @@ class PgStacCatalog(Catalog):
         properties: Mapping[str, Any] | None = None,
         limit: int | None = None,
     ) -> list[pystac.Item]:
-        body: dict[str, Any] = {
-            "limit": limit or 10_000,
-            "conf": {"nohydrate": False, "context": "off"},  # no total count: the pipeline reads every page
-            "sortby": [{"field": "datetime", "direction": "asc"}, {"field": "id", "direction": "asc"}],
-        }
+        body: dict[str, Any] = {}
         if collections is not None:
             body["collections"] = list(collections)
         if ids is not None:
@@ -384,11 +408,10 @@ class PgStacCatalog(Catalog):
                 "args": [{"op": "=", "args": [{"property": k}, v]} for k, v in properties.items()],
             }
         with self._db() as db:
-            db.connect().execute("SET search_path TO pgstac, public")
-            result = json.loads(db.search(body))
-        feats = result.get("features", [])
-        items = [pystac.Item.from_dict(f, preserve_dict=False) for f in feats]
-        return sorted(items, key=lambda i: (_interval(i.to_dict())[0], i.id))
+            where = db.query_one("SELECT pgstac.stac_search_to_where(%s::jsonb)", (json.dumps(body),))
+            rows = list(db.query(_ITEMS_SQL.format(where=where, limit=int(limit or 2**31 - 1))))
+        feats = sorted((_hydrated(*row) for row in rows if row is not None), key=lambda f: (_interval(f)[0], f["id"]))
+        return [pystac.Item.from_dict(f, preserve_dict=False, migrate=False) for f in feats]
 
     def delete_item(self, collection_id: str, item_id: str) -> None:
         with self._db() as db:
@@ -426,13 +449,23 @@ _POOLS: dict[str, Any] = {}
 _POOLS_LOCK = threading.Lock()
 
 
+def _serial_plans(conn: Any) -> None:
+    """No parallel workers for the catalog's queries: they read tens to thousands of rows through an index in
+    well under a millisecond, but on a fresh load (no planner statistics yet for the tile index) PostgreSQL
+    picks a parallel plan, and launching its worker cost 20-36 ms on this 2-core host (docs/catalog-latency.md)."""
+    conn.execute("SET max_parallel_workers_per_gather = 0")
+    conn.commit()
+
+
 def _pool(dsn: str) -> Any:
     """One psycopg connection pool per DSN and process, shared by every PgStacCatalog and thread."""
     from psycopg_pool import ConnectionPool
 
     with _POOLS_LOCK:
         if dsn not in _POOLS:
-            _POOLS[dsn] = ConnectionPool(conninfo=dsn, min_size=1, max_size=8, max_idle=300, open=True)
+            _POOLS[dsn] = ConnectionPool(
+                conninfo=dsn, min_size=1, max_size=8, max_idle=300, open=True, configure=_serial_plans
+            )
         return _POOLS[dsn]
 
 
