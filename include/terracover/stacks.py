@@ -53,6 +53,11 @@ log = logging.getLogger(__name__)
 # One COG-writing thread per stack: a batch already runs one subtile per CPU, and every writing thread holds a
 # strip of all ~100 bands (terracover.cog.cog_writer), so ALL_CPUS per stack multiplied the peak by the workers.
 COG_THREADS = 1
+# Internal tile size of a stack COG. Every tile holds all ~107 bands (pixel interleaved), so reading any window
+# decompresses whole tiles: at 512 px a 40 px prediction window or a training point decompressed ~110 MB
+# (~330 ms); at 128 px ~7 MB (~20-30 ms, measured on a 107-band stack). Compression per tile is the same
+# (measured); a 1098 px stack gets two more small overview levels (~2 % more pixels).
+STACK_TILE_PX = 128
 BLOCK_ROWS = 256  # rows per block: 14 bands x T dates x 256 x 1098 x 2 B stays under ~100 MB for T=12
 
 
@@ -295,6 +300,7 @@ def build_stack(
             nodata=float("nan"),
             descriptions=[*names, *qa_names],
             tags=tags,
+            blocksize=STACK_TILE_PX,
             threads=COG_THREADS,
         ) as dst,
     ):
