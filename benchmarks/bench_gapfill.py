@@ -258,7 +258,7 @@ def run(root: Path = PATCH, folds: int = 3, block: int = 20, seed: int = 42) -> 
             }
         )
     return {
-        "patch": str(root),
+        "patch": root.name,
         "year": YEAR,
         "dates": len(days),
         "labelled_pixels": len(rows),

@@ -51,8 +51,8 @@ FAULTS = {
 }
 NOT_FAST = {"disk_build_stack", "worker_kill"}  # need the Airflow data plane, or minutes of their own
 _FAULT_TESTS = {
-    "s3_500": "s3_api_failing_on_write_leaves_nothing_and_a_retry_is_identical[500]",
-    "s3_reset": "s3_api_failing_on_write_leaves_nothing_and_a_retry_is_identical[reset]",
+    "s3_500": "prediction_with_the_s3_api_failing_on_write_leaves_nothing_and_a_retry_is_identical[500-",
+    "s3_reset": "prediction_with_the_s3_api_failing_on_write_leaves_nothing_and_a_retry_is_identical[reset-",
     "disk_prediction": "prediction_on_a_full_disk",
     "disk_build_stack": "build_stack_on_a_full_disk",
     "s3_build_500": "build_stack_with_the_s3_api_failing_on_write_leaves_nothing_and_a_retry_is_identical[500-",
