@@ -9,12 +9,12 @@ import rasterio
 from pyproj import Transformer
 from rasterio.features import geometry_mask
 from shapely.geometry import Point, box
-from shapely.ops import transform as shp_transform
 from sklearn.tree import DecisionTreeClassifier
 from terracover import grid
 from terracover.catalog import open_catalog
 from terracover.change import BASE, SameYearError, change_codes, colormap, detect_change, summarize, transition_counts
 from terracover.cog import write_cog
+from terracover.grid import transform_xy
 from terracover.registry import LoadedModel
 from terracover.settings import Settings
 from terracover.stacks import stack_key
@@ -89,7 +89,7 @@ def two_years(settings: Settings) -> Settings:
             values = write_stack(store, catalog, year, st, NAMES)
             if year == YEARS[1]:
                 inside = geometry_mask(
-                    [shp_transform(Transformer.from_crs(4326, st.crs, always_xy=True).transform, CHANGED)],
+                    [transform_xy(Transformer.from_crs(4326, st.crs, always_xy=True).transform, CHANGED)],
                     out_shape=st.shape,
                     transform=st.transform,
                     invert=True,

@@ -9,11 +9,11 @@ import pytest
 import rasterio
 from pyproj import Geod, Transformer
 from shapely.geometry import box, mapping
-from shapely.ops import transform as shp_transform
 from sklearn.tree import DecisionTreeClassifier
 from terracover import grid
 from terracover.catalog import open_catalog
 from terracover.drift import DriftMonitor, Reference, psi
+from terracover.grid import transform_xy
 from terracover.predict import (
     AoiTooLargeError,
     BadRequestError,
@@ -179,11 +179,11 @@ def test_kept_rows_are_bounded_per_subtile(stacks: Settings) -> None:
 
 def _zone30_stacks_under(aoi: object, s: Settings) -> list[grid.Subtile]:
     """Every subtile of the zone-30 tile whose footprint meets ``aoi``, owned or not (MGRS tiles overlap)."""
-    from shapely.ops import transform as shp_transform
+    from terracover.grid import transform_xy
 
     t = grid.tile_of_point(-0.002, 39.954)
     to_utm = Transformer.from_crs(4326, t.epsg, always_xy=True).transform
-    x0, y0, x1, y1 = shp_transform(to_utm, aoi).bounds  # type: ignore[arg-type]
+    x0, y0, x1, y1 = transform_xy(to_utm, aoi).bounds  # type: ignore[arg-type]
     step = SIZE * grid.RES_M
     return [
         grid.Subtile(t, r, c, SIZE)
@@ -241,7 +241,7 @@ def test_the_quality_band_tells_observed_filled_missing_and_unclassified(setting
         HistGradientBoostingClassifier(max_iter=20).fit(x, y)), "0" * 64, "sha")  # fmt: skip
     x0, y0 = st.transform @ (0, 0)
     x1, y1 = st.transform @ (st.shape[1], st.shape[0])
-    aoi = shp_transform(Transformer.from_crs(st.crs, 4326, always_xy=True).transform, box(x0, y1, x1, y0).buffer(-25))
+    aoi = transform_xy(Transformer.from_crs(st.crs, 4326, always_xy=True).transform, box(x0, y1, x1, y0).buffer(-25))
     for model, partial in ((plain, NOT_CLASSIFIED), (aware, PARTIAL)):
         p = predict_aoi(aoi, YEAR, model, store, catalog, s)
         with rasterio.open(store.path(p.key)) as src, rasterio.open(store.path(p.quality_key)) as qsrc:

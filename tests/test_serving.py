@@ -113,9 +113,9 @@ def test_prediction_matches_the_model_run_offline_pixel_for_pixel(service: str, 
         idx = select_bands(list(src.descriptions), model.features)
         values = src.read(idx, window=((row0, row0 + h), (col0, col0 + w)), out_dtype=np.float32)
     from pyproj import Transformer
-    from shapely.ops import transform as shp_transform
+    from terracover.grid import transform_xy
 
-    aoi_utm = shp_transform(Transformer.from_crs(4326, crs, always_xy=True).transform, aoi.segmentize(0.001))
+    aoi_utm = transform_xy(Transformer.from_crs(4326, crs, always_xy=True).transform, aoi.segmentize(0.001))
     inside = geometry_mask([aoi_utm], out_shape=(h, w), transform=transform, invert=True)
     usable = inside & np.isfinite(values).all(axis=0)
     proba = model.estimator.predict_proba(values[:, usable].T)
@@ -146,12 +146,12 @@ def test_multi_tile_aoi_is_one_seamless_mosaic(service: str) -> None:
     assert classified_ha + answer["unclassified_ha"] == pytest.approx(area_m2 / 1e4, rel=0.01)
     assert answer["unclassified_ha"] < 0.02 * classified_ha, answer
     from pyproj import Transformer
-    from shapely.ops import transform as shp_transform
+    from terracover.grid import transform_xy
 
     with rasterio.open(_raster(answer)) as out:
         to_out = Transformer.from_crs(4326, out.crs, always_xy=True).transform
         inside = geometry_mask(
-            [shp_transform(to_out, aoi.segmentize(0.001))], out_shape=cls.shape, transform=out.transform, invert=True
+            [transform_xy(to_out, aoi.segmentize(0.001))], out_shape=cls.shape, transform=out.transform, invert=True
         )
         # No seam: the columns along lon 0 (the UTM 30/31 and tile border) are as complete as the whole AOI
         # (composites may have no clear observation in places; a seam would be a whole unclassified column).

@@ -13,15 +13,17 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
+from typing import Any
 
+import shapely
 from affine import Affine
 from pyproj import Transformer
 from rasterio.crs import CRS
 from shapely.geometry import Point, Polygon, box
 from shapely.geometry.base import BaseGeometry
-from shapely.ops import transform as shp_transform
 
 from terracover.mgrs import COLUMN_SETS, TILE_PX, check_subtile_size, parse_tile
 
@@ -167,18 +169,24 @@ class Tile:
         return _from_wgs84(self.owned_wgs84, self.epsg)
 
 
+def transform_xy(func: Callable[[Any, Any], tuple[Any, Any]], geom: BaseGeometry) -> BaseGeometry:
+    """``geom`` with every x/y passed through ``func`` in one vectorised call (pyproj's ``transform`` takes
+    arrays); shapely 2.2 deprecates ``shapely.ops.transform`` for this."""
+    return shapely.transform(geom, func, interleaved=False)
+
+
 def _to_wgs84(geom: BaseGeometry, epsg: int) -> Polygon:
-    return shp_transform(_transformer(epsg, 4326).transform, geom.segmentize(1000))
+    return transform_xy(_transformer(epsg, 4326).transform, geom.segmentize(1000))
 
 
 def _near_meridian(geom: BaseGeometry, lon0: float) -> BaseGeometry:
     """Longitudes unwrapped to lon0 ± 180: a zone-60 (or zone-1) square that crosses ±180° comes back from
     pyproj folded into a self-intersecting ring; unwrapped it is valid and clips to its zone as any other."""
-    return shp_transform(lambda x, y: (lon0 + (x - lon0 + 180.0) % 360.0 - 180.0, y), geom)
+    return transform_xy(lambda x, y: (lon0 + (x - lon0 + 180.0) % 360.0 - 180.0, y), geom)
 
 
 def _from_wgs84(geom: BaseGeometry, epsg: int) -> BaseGeometry:
-    return shp_transform(_transformer(4326, epsg).transform, geom.segmentize(0.01))
+    return transform_xy(_transformer(4326, epsg).transform, geom.segmentize(0.01))
 
 
 def _square_origin(name: str) -> tuple[int, int]:

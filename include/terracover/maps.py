@@ -20,7 +20,6 @@ import numpy as np
 import pystac
 from pyproj import Transformer
 from shapely.geometry import box, mapping
-from shapely.ops import transform as shp_transform
 
 from terracover import classes, grid, registry
 from terracover.catalog import COMPOSITES_COLLECTION, MAPS_COLLECTION, Catalog
@@ -64,7 +63,7 @@ def map_subtile(year: int, st: grid.Subtile, model: LoadedModel, store: ObjectSt
 
 def _item(year: int, st: grid.Subtile, model: LoadedModel, hrefs: tuple[str, str], fraction: float) -> pystac.Item:
     to_wgs84 = Transformer.from_crs(st.crs, 4326, always_xy=True).transform
-    footprint = shp_transform(to_wgs84, box(*st.bounds).segmentize(500))
+    footprint = grid.transform_xy(to_wgs84, box(*st.bounds).segmentize(500))
     item = pystac.Item(
         id=f"{year}-{st.tile.name}-{st.id}",
         geometry=mapping(footprint),

@@ -38,7 +38,6 @@ from rasterio.windows import Window
 from shapely import force_2d
 from shapely.geometry import MultiPolygon, Polygon, box, mapping, shape
 from shapely.geometry.base import BaseGeometry
-from shapely.ops import transform as shp_transform
 from shapely.ops import unary_union
 from shapely.validation import explain_validity
 
@@ -294,7 +293,7 @@ def _window(transform: Affine, shape: tuple[int, int], bounds: tuple[float, floa
 def _project(geom_wgs84: BaseGeometry, crs: CRS) -> BaseGeometry:
     # Densify first: an AOI edge is a straight line in lon/lat, a curve in UTM.
     to_crs = Transformer.from_crs(4326, crs, always_xy=True).transform
-    return shp_transform(to_crs, geom_wgs84.segmentize(0.001))
+    return grid.transform_xy(to_crs, geom_wgs84.segmentize(0.001))
 
 
 def _slices(win: Window) -> tuple[slice, slice]:
@@ -755,7 +754,7 @@ def _polygons_by_value(band: np.ndarray, g: OutputGrid) -> dict[int, BaseGeometr
     by_value: dict[int, list[Polygon]] = {}
     for geom, value in shapes(band, mask=band > 0, transform=g.transform, connectivity=4):
         by_value.setdefault(int(value), []).append(shape(geom))
-    return {v: shp_transform(to_wgs84, MultiPolygon(p)) for v, p in sorted(by_value.items())}
+    return {v: grid.transform_xy(to_wgs84, MultiPolygon(p)) for v, p in sorted(by_value.items())}
 
 
 QUALITY_COLOURS = {OBSERVED: "#1a9641", FILLED: "#fdae61", PARTIAL: "#d7191c", NOT_CLASSIFIED: "#404040"}

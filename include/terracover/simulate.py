@@ -28,7 +28,6 @@ from affine import Affine
 from pyproj import Transformer
 from scipy import ndimage
 from shapely.geometry import box, mapping
-from shapely.ops import transform as shp_transform
 
 from terracover import grid, spectra
 from terracover.bands import BANDS, SCL, SPECTRAL_BANDS
@@ -451,7 +450,7 @@ def _scene_item(
     hrefs: dict[str, str],
     cloud_cover: float,
 ) -> pystac.Item:
-    footprint = shp_transform(
+    footprint = grid.transform_xy(
         Transformer.from_crs(t.epsg, 4326, always_xy=True).transform, box(*bounds).segmentize(1000)
     )
     props = {
