@@ -22,6 +22,7 @@ from pyproj import Geod, Transformer
 from shapely.geometry import Point, box, mapping
 
 from tests.conftest import ARTIFACTS
+from tests.fixtures.browser import chromium_page
 from tests.fixtures.mlflow_server import running_mlflow
 from tests.fixtures.procs import terracover_env, wait_until
 from tests.fixtures.serving import settings_now, start_service, train_and_approve
@@ -383,18 +384,12 @@ def test_map_page_toggles_years_and_shows_the_change_layer_aligned(service: str)
     """The page's imagery, the AOI's class maps and the change map land where the lake was injected: each
     layer's tiles are sampled EDGE_M inside and outside every edge of the box, placed with Leaflet's own
     projection of the points. The year toggle swaps imagery and maps; a service error reaches the status line."""
-    playwright = pytest.importorskip("playwright.sync_api")
-    chromium = Path("/usr/bin/chromium")
-    if not chromium.exists():
-        pytest.skip("Debian chromium not installed (make setup installs it)")
     shots = ARTIFACTS / "serving"
     shots.mkdir(parents=True, exist_ok=True)
     samples = _edge_samples(CHANGED)
     w, s, e, n = CHANGED
     aoi = (w - 0.0025, s - 0.0025, e + 0.0025, n + 0.0025)  # inside REGION, the lake with a margin around it
-    with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(chromium), args=["--no-sandbox"])
-        page = browser.new_page(viewport={"width": 1200, "height": 800})
+    with chromium_page(1200, 800) as page:
         errors: list[str] = []
         page.on("pageerror", lambda exc: errors.append(str(exc)))
 
@@ -464,7 +459,6 @@ def test_map_page_toggles_years_and_shows_the_change_layer_aligned(service: str)
         classes[YEARS[1]] = sample("maps")
         wait(f"document.body.dataset.imagery === '{YEARS[1]}'", f"{YEARS[1]}'s imagery tiles")
         shot(f"change-classes-{YEARS[1]}.png")
-        browser.close()
     assert not errors, errors
     assert "32TNQ" in error_text, error_text  # the service's own words: no stack covers it
     assert "closedForest → water" in transitions, transitions

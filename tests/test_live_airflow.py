@@ -28,6 +28,7 @@ from tests.conftest import ARTIFACTS
 from tests.fixtures.airflow import ROOT
 from tests.fixtures.airflow_live import FINISHED as FINISHED_STATES
 from tests.fixtures.airflow_live import LiveAirflow, live_airflow
+from tests.fixtures.browser import chromium_page
 from tests.fixtures.mlflow_server import running_mlflow
 from tests.fixtures.procs import free_port, terracover_env
 from tests.fixtures.prometheus import _alertmanager
@@ -89,22 +90,13 @@ def _failure_logs(af: LiveAirflow, failed: list[str]) -> str:
 @contextmanager
 def _logged_in(af: LiveAirflow) -> Iterator[Any]:
     """A headless Chromium page logged in to the Airflow UI as its admin, the way a person logs in."""
-    playwright = pytest.importorskip("playwright.sync_api")
-    chromium = Path("/usr/bin/chromium")
-    if not chromium.exists():
-        pytest.skip("Debian chromium not installed (make setup installs it)")
-    with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(chromium), args=["--no-sandbox"])
-        try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(f"{af.url}/auth/login")
-            page.fill("input[name=username]", af.user)
-            page.fill("input[name=password]", af.password)
-            page.keyboard.press("Enter")
-            page.wait_for_url(f"{af.url}/", timeout=120_000)
-            yield page
-        finally:
-            browser.close()
+    with chromium_page(1400, 1000) as page:
+        page.goto(f"{af.url}/auth/login")
+        page.fill("input[name=username]", af.user)
+        page.fill("input[name=password]", af.password)
+        page.keyboard.press("Enter")
+        page.wait_for_url(f"{af.url}/", timeout=120_000)
+        yield page
 
 
 def _approve_in_the_ui(af: LiveAirflow, subject: str, shot: Path) -> None:

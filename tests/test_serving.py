@@ -21,6 +21,7 @@ from rasterio.features import geometry_mask
 from shapely.geometry import box, mapping, shape
 
 from tests.conftest import ARTIFACTS
+from tests.fixtures.browser import chromium_page
 from tests.fixtures.dataplane import REGION, YEAR
 from tests.fixtures.procs import wait_until
 from tests.fixtures.serving import TOKEN, settings_now, start_service, train_and_approve
@@ -313,15 +314,9 @@ def test_new_champion_is_answered_after_reload_and_shadow_is_scored(service: str
 
 @pytest.mark.browser
 def test_browser_draws_an_aoi_and_sees_the_layer(service: str) -> None:
-    playwright = pytest.importorskip("playwright.sync_api")
-    chromium = Path("/usr/bin/chromium")
-    if not chromium.exists():
-        pytest.skip("Debian chromium not installed (make setup installs it)")
     shots = ARTIFACTS / "serving"
     shots.mkdir(parents=True, exist_ok=True)
-    with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(chromium), args=["--no-sandbox"])
-        page = browser.new_page(viewport={"width": 1200, "height": 800})
+    with chromium_page(1200, 800) as page:
         errors: list[str] = []
         page.on("pageerror", lambda e: errors.append(str(e)))
         page.goto(service + "/")
@@ -364,7 +359,6 @@ def test_browser_draws_an_aoi_and_sees_the_layer(service: str) -> None:
         page.uncheck("#show-quality")
         page.wait_for_function("document.body.dataset.layer === 'classes'")
         coverage_year = page.evaluate("document.body.dataset.coverage")
-        browser.close()
     assert not errors, errors
     assert filled >= 2  # the AOI outline and the served footprint
     assert map_tiles >= 1 and imagery_tiles >= 1, (map_tiles, imagery_tiles)
