@@ -322,6 +322,8 @@ def test_browser_draws_an_aoi_and_sees_the_layer(service: str) -> None:
         page.goto(service + "/")
         page.wait_for_selector(f"#year option[value='{YEAR}']", state="attached")
         page.select_option("#year", str(YEAR))  # other tests register other years on the shared MLflow
+        # The year's footprint drawn: the page has fitted its view and no other year's answer will move it.
+        page.wait_for_function(f"document.body.dataset.coverage === '{YEAR}'", timeout=120_000)
         # Draw: press Draw, then click two corners inside the covered region.
         corners = [(WEST + 0.002, SOUTH + 0.002), (WEST + 0.010, SOUTH + 0.008)]
         # Zoom to the region first (the page fits all covered subtiles, which other tests may have widened).
@@ -334,6 +336,11 @@ def test_browser_draws_an_aoi_and_sees_the_layer(service: str) -> None:
             box_ = page.locator("#map").bounding_box()
             assert box_ is not None
             page.mouse.click(box_["x"] + x, box_["y"] + y)
+        try:
+            page.wait_for_selector("#predict:not([disabled])", timeout=60_000)
+        except Exception:
+            page.screenshot(path=str(shots / "map-failed.png"))
+            raise AssertionError(f"no AOI drawn; the page says: {page.inner_text('#status')!r}") from None
         page.click("#predict")
         try:
             page.wait_for_selector("#result:not([hidden])", timeout=120_000)

@@ -90,15 +90,17 @@ async function showCoverage(year) {
       state.coverage[year] = await answerOf(await fetch(`/coverage?year=${encodeURIComponent(year)}`));
     } catch (err) {
       setStatus(`Coverage of ${year}: ${err.message}`, true);
-      return;
+      return $("year").value === String(year); // still the year shown: its other layers go on
     }
   }
+  if ($("year").value !== String(year)) return false; // the user picked another year while this one loaded
   if (state.coverageLayer) map.removeLayer(state.coverageLayer);
   state.coverageLayer = L.geoJSON(state.coverage[year], {
     style: { color: "#2a6df4", weight: 1, fill: false }, interactive: false,
   }).addTo(map);
   document.body.dataset.coverage = String(year);
   if (!state.aoi) map.fitBounds(state.coverageLayer.getBounds(), { animate: false });
+  return true;
 }
 
 function showImagery(year) {
@@ -144,7 +146,8 @@ function showLayer(quality) {
 }
 
 async function selectYear(year) {
-  await showCoverage(year);
+  // A stale answer (a year selected before, whose coverage arrived late) must not move the map or its layers.
+  if (!(await showCoverage(year))) return;
   showImagery(year);
   showClasses(year);
 }
