@@ -107,9 +107,13 @@ def prepare(home: Path, config: str) -> dict[str, Any]:
             where = labels == k
             values[:, where] = rows[rng.integers(0, len(rows), int(where.sum()))].T
         from terracover.keys import stack_key
+        from terracover.stacks import STACK_TILE_PX
 
         with store.writer(stack_key(YEAR, st), suffix=".tif") as path:
-            write_cog(path, values, st.transform, st.crs, nodata=float("nan"), descriptions=KHAOS_FEATURES)
+            write_cog(
+                path, values, st.transform, st.crs, nodata=float("nan"), descriptions=KHAOS_FEATURES,
+                blocksize=STACK_TILE_PX,  # the production stacks' tiling (terracover.stacks)
+            )  # fmt: skip
     baseline_dir = home / "khaos-tile"
     _write_baseline_tile(baseline_dir, subs, store)
     return {
