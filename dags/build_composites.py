@@ -16,8 +16,9 @@ Runs when `ingest_scenes` publishes new scenes (asset `terracover_scenes`, whose
 hand with conf `{"year": 2023}`. Maps one task per tile-year, or per batch of `TERRACOVER_COMPOSITE_BATCH_SUBTILES`
 subtiles of a tile, never more than `[core] max_map_length` (the KubernetesExecutor starts each from the heavy
 pod template). A task runs its subtiles in parallel threads (`TERRACOVER_BATCH_WORKERS`, default the pod's
-CPUs); each builds `composites/{year}/{tile}/{subtile}/features.tif` (one float32 band per feature) or skips it
-when its input scenes have not changed, and catalogs it in `terracover-composites`. Publishes
+CPUs); each builds `composites/{year}/{tile}/{subtile}/features.tif` (one float32 band per feature) and its 8-bit
+true colour `truecolour.tif` (map tiles), or skips them when its input scenes have not changed (adding the true
+colour to a stack built before it), and catalogs them in `terracover-composites`. Publishes
 `terracover_composites` and marks each year's stacks complete (`composites/{year}/published.json`, withdrawn
 when the next run over the year starts).
 """

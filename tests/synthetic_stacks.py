@@ -7,10 +7,10 @@ from collections.abc import Sequence
 
 import numpy as np
 from shapely.geometry.base import BaseGeometry
-from terracover import grid
+from terracover import grid, truecolour
 from terracover.catalog import COMPOSITES_COLLECTION, Catalog, cog_asset, collection, footprint_item, open_catalog
 from terracover.cog import write_cog
-from terracover.keys import stack_key
+from terracover.keys import stack_key, true_colour_key
 from terracover.settings import Settings
 from terracover.stacks import stack_item_id
 from terracover.store import ObjectStore, open_store
@@ -38,9 +38,11 @@ def write_stack(
     names: Sequence[str],
     nan_rows: slice | None = None,
     values: np.ndarray | None = None,
+    true_colour: bool = False,
 ) -> np.ndarray:
     """Write and catalogue one stack; returns its values (NaN where ``nan_rows`` says). ``values`` replaces
-    the synthetic pixel values (e.g. to add ``qa_*`` bands named in ``names``)."""
+    the synthetic pixel values (e.g. to add ``qa_*`` bands named in ``names``); ``true_colour`` also writes
+    and catalogues its true-colour file as build_stack does (without it: a stack built before that file)."""
     values = pixel_values(st, names) if values is None else values
     if nan_rows is not None:
         values[:, nan_rows, :] = np.nan
@@ -63,6 +65,11 @@ def write_stack(
         },
     )
     item.add_asset("features", cog_asset(store, key))
+    if true_colour:
+        colour_key = true_colour_key(year, st)
+        colour = truecolour.to_rgba(values[[list(names).index(n) for n in truecolour.band_names(truecolour.SEASON)]])
+        truecolour.write_true_colour(store, colour_key, colour, st.transform, st.crs, {})
+        item.add_asset(truecolour.ASSET, truecolour.true_colour_asset(store, colour_key))
     catalog.upsert_items([item])
     return values
 

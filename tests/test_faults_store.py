@@ -266,7 +266,7 @@ def test_build_stack_with_the_s3_api_failing_on_write_leaves_nothing_and_a_retry
     after each fault the bucket holds exactly what it held before (the old stack unchanged, no temporary, no
     unfinished upload, the catalog unchanged), and the retry gives the bytes of a clean build."""
     from terracover.catalog import COMPOSITES_COLLECTION
-    from terracover.keys import stack_key
+    from terracover.keys import stack_key, true_colour_key
     from terracover.pipeline import ready_catalog
     from terracover.stacks import build_stack, stack_item_id
 
@@ -276,6 +276,7 @@ def test_build_stack_with_the_s3_api_failing_on_write_leaves_nothing_and_a_retry
     (st,) = grid.subtiles_for_geometry(box(*REGION), SIZE_S3)
     key, item_id = stack_key(S3_YEAR, st), stack_item_id(S3_YEAR, st)
     store.delete(key)
+    store.delete(true_colour_key(S3_YEAR, st))
     catalog.delete_item(COMPOSITES_COLLECTION, item_id)
 
     def fail(method: str, path: str, headers: dict[str, str], body: bytes) -> bool:
@@ -303,6 +304,7 @@ def test_build_stack_with_the_s3_api_failing_on_write_leaves_nothing_and_a_retry
         assert (got and got.to_dict()) == (stack_item and stack_item.to_dict()), "the catalog changed"
         retried = build_stack(S3_YEAR, st, store, catalog, overwrite=True)
         assert retried.key == key and not retried.skipped
-        assert [k for k in _s3_keys(store) if k not in before] == ([] if existing else [f"data/{key}"])
+        new = [] if existing else [f"data/{key}", f"data/{true_colour_key(S3_YEAR, st)}"]  # stack, true colour
+        assert [k for k in _s3_keys(store) if k not in before] == new
         assert store.get_bytes(key) == clean, "the retry did not give the bytes of a clean build"
         assert not [k for k in _s3_keys(store) if TMP_MARK in k], "a temporary was left behind"

@@ -59,9 +59,11 @@ def test_tiles_elsewhere_or_too_far_out_are_refused_or_empty(stacks: Settings) -
         true_colour_png(open_store(stacks), [], 15, 0, 0, season="monsoon")
 
 
-def test_true_colour_tile_is_rio_tilers_tile_of_the_stack_and_read_once(settings: Settings) -> None:
+@pytest.mark.parametrize("true_colour", [False, True], ids=["from-stack-bands", "from-true-colour-file"])
+def test_true_colour_tile_is_rio_tilers_tile_of_the_stack_and_read_once(settings: Settings, true_colour: bool) -> None:
     """The preview path lands every pixel where rio-tiler's own reader of the stack puts it (random reflectance
-    per pixel: a tile shifted by one stack pixel fails), and a second tile over the same stack reads no stack."""
+    per pixel: a tile shifted by one stack pixel fails), and a second tile over the same stack reads no stack;
+    from the stack's true-colour file when it has one, else from its bands."""
     from rio_tiler.io import Reader
     from terracover import grid
 
@@ -71,7 +73,7 @@ def test_true_colour_tile_is_rio_tilers_tile_of_the_stack_and_read_once(settings
     store, catalog = open_store(s), open_catalog(s)
     st = grid.subtile_of_point(-0.01, 39.954, SIZE)
     values = np.random.default_rng(0).uniform(0, 0.3, (len(NAMES), SIZE, SIZE)).astype(np.float32)
-    write_stack(store, catalog, YEAR, st, NAMES, values=values)
+    write_stack(store, catalog, YEAR, st, NAMES, values=values, true_colour=true_colour)
     centre = st.footprint_wgs84.centroid
     tile = morecantile.tms.get("WebMercatorQuad").tile(centre.x, centre.y, 17)
     refs = stacks_under(catalog, YEAR, tile.z, tile.x, tile.y)
@@ -99,3 +101,4 @@ def test_true_colour_tile_is_rio_tilers_tile_of_the_stack_and_read_once(settings
     neighbour = morecantile.Tile(tile.x + 1, tile.y, tile.z)
     true_colour_png(store, refs, neighbour.z, neighbour.x, neighbour.y, cache=cache)
     assert len(builds) == 1, builds
+    assert builds[0][0].endswith("truecolour.tif" if true_colour else "features.tif"), builds

@@ -48,13 +48,15 @@ def cog_writer(
     blocksize: int = 512,
     overviews: bool = True,
     threads: int | str = "ALL_CPUS",
+    overview_resampling: str | None = None,
 ) -> Iterator[DatasetWriter]:
     """Yield a dataset to fill by window (``dst.write(block, window=...)``); when the block completes, it is
     copied to a COG at ``path`` (a local path: callers publish it to the object store atomically,
     ``ObjectStore.writer``) and read back. Memory stays at GDAL's write cache whatever the raster's size, plus
     what the COG driver's overview and compression ``threads`` hold: each works on a strip of all bands (for a
     107-band 1098 px stack, ~1 GB with one thread and ~1.6 GB with ``ALL_CPUS``, measured). The bytes written
-    do not depend on ``threads``."""
+    do not depend on ``threads``. ``overview_resampling`` overrides the COG driver's default (cubic, nearest
+    for a paletted band)."""
     dt = np.dtype(dtype)
     parts = path.with_name(f"{path.name}.parts.tif")  # same folder: the writer's temporary directory
     cog_options: dict[str, Any] = {
@@ -66,6 +68,8 @@ def cog_writer(
         "num_threads": str(threads),
         "BIGTIFF": "IF_SAFER",
     }
+    if overview_resampling is not None:
+        cog_options["overview_resampling"] = overview_resampling
     try:
         with rasterio.Env(GDAL_CACHEMAX=WRITE_CACHE_BYTES):
             with rasterio.open(

@@ -34,6 +34,11 @@ def stack_key(year: int, subtile: Subtile) -> str:
     return f"composites/{year}/{subtile.tile.name}/{subtile.id}/features.tif"
 
 
+def true_colour_key(year: int, subtile: Subtile) -> str:
+    """A stack's 8-bit true colour (RGBA, for map tiles): ``composites/{year}/{tile}/{subtile_id}/truecolour.tif``."""
+    return f"composites/{year}/{subtile.tile.name}/{subtile.id}/truecolour.tif"
+
+
 def composites_published_key(year: int) -> str:
     """The mark that a year's stacks are complete (written by build_composites' publish, withdrawn when its next
     run starts): ``composites/{year}/published.json``."""

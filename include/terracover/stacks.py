@@ -7,7 +7,7 @@ The build reads only the subtile's window of each ingested scene, in blocks, one
 each block of features to the COG's on-disk temporary as soon as it is computed, so memory stays bounded
 whatever the number of dates and bands (peak RSS per subtile-year: ``make bench``); the median kernel is
 :func:`terracover.composite.composite_bands`, seasons without a clear observation are filled by the ``gap_fill``
-policy.
+policy. Beside it, ``truecolour.tif`` (:mod:`terracover.truecolour`) is the stack's true colour for map tiles.
 """
 
 from __future__ import annotations
@@ -41,12 +41,23 @@ from terracover.composite import composite_bands, iter_windows
 from terracover.dem import TERRAIN_BANDS
 from terracover.gapfill import SeasonEdges, day_offset, fill_gaps, qa_band_name, quality_fractions, season_edges
 from terracover.grid import Subtile
-from terracover.keys import scene_key, stack_key, terrain_key
+from terracover.keys import scene_key, stack_key, terrain_key, true_colour_key
 from terracover.radiometry import OffsetError, dn_offsets
 from terracover.raster_io import OpenRasters, read_bounds
 from terracover.sources.base import gdal_href
 from terracover.stackguard import DEFAULT_MAX_OUT_OF_RANGE, RangeGuard
 from terracover.store import ObjectStore
+from terracover.truecolour import (
+    ASSET,
+    SEASON,
+    band_names,
+    can_write,
+    from_stack,
+    has_true_colour,
+    to_rgba,
+    true_colour_asset,
+    write_true_colour,
+)
 
 log = logging.getLogger(__name__)
 
@@ -249,6 +260,8 @@ def build_stack(
         and existing.properties.get("terracover:inputs_sha256") == digest
     ):
         log.info("stack %s: inputs unchanged, skipped", item_id)
+        if can_write(names) and not has_true_colour(existing, store):
+            _add_true_colour(existing, year, subtile, store, catalog)
         return StackResult(
             key,
             item_id,
@@ -277,6 +290,9 @@ def build_stack(
     qa_all = np.full((len(qa_names), height, width), np.nan, dtype=np.float32)  # for the quality shares
     terrain = _read_terrain(store, catalog, subtile)
     guard = RangeGuard()
+    # the true colour (8-bit, 4 bytes a pixel) is kept whole and written after the stack
+    colour_idx = [names.index(n) for n in band_names(SEASON)] if can_write(names) else None
+    rgba = np.zeros((4, height, width), dtype=np.uint8)
     windows = list(iter_windows(height, width, block=BLOCK_ROWS))
     tags = {
         "terracover:year": str(year),
@@ -316,7 +332,10 @@ def build_stack(
                 features = feat.compute_feature_stack(
                     block.season_refl, terrain[0][rs, cs], terrain[1][rs, cs], terrain[2][rs, cs], names
                 )
-                dst.write(np.asarray(features, dtype=np.float32), indexes=list(range(1, len(names) + 1)), window=window)
+                features = np.asarray(features, dtype=np.float32)
+                dst.write(features, indexes=list(range(1, len(names) + 1)), window=window)
+                if colour_idx is not None:
+                    rgba[:, rs, cs] = to_rgba(features[colour_idx])
                 qa = block.qa[[seasons_read.index(s) for s in seasons_needed]]
                 if qa_names:
                     dst.write(qa, indexes=list(range(len(names) + 1, len(names) + len(qa_names) + 1)), window=window)
@@ -327,6 +346,10 @@ def build_stack(
     quality = {s: quality_fractions(qa_all[j]) for j, s in enumerate(seasons_needed)}
     valid = {s: round(q["observed"], 4) for s, q in quality.items()}
     item = _stack_item(year, subtile, store, key, names, scenes, digest, valid)
+    if colour_idx is not None:  # published before the item that names it (the item is the stack's publish mark)
+        colour_key = true_colour_key(year, subtile)
+        write_true_colour(store, colour_key, rgba, subtile.transform, subtile.crs, tags)
+        item.add_asset(ASSET, true_colour_asset(store, colour_key))
     item.properties.update(guard.summary())
     item.properties.update(
         {"terracover:quality_bands": qa_names, "terracover:season_quality": quality, "terracover:gap_fill": gap_fill}
@@ -335,6 +358,17 @@ def build_stack(
     seconds = round(time.perf_counter() - t0, 3)
     log.info("stack %s: %d features written to %s in %.1fs (quality: %s)", item_id, len(names), key, seconds, quality)
     return StackResult(key, item_id, False, sum(map(len, scenes.values())), seconds, valid, quality)
+
+
+def _add_true_colour(item: pystac.Item, year: int, subtile: Subtile, store: ObjectStore, catalog: Catalog) -> None:
+    """Give a stack built before ``truecolour.tif`` existed its true colour (one full read of the stack), so
+    re-running build_composites over an unchanged year upgrades its tiles without rebuilding a stack."""
+    key = true_colour_key(year, subtile)
+    tags = {"terracover:year": str(year), "terracover:tile": subtile.tile.name, "terracover:subtile": subtile.id}
+    write_true_colour(store, key, from_stack(store, stack_key(year, subtile)), subtile.transform, subtile.crs, tags)
+    item.add_asset(ASSET, true_colour_asset(store, key))
+    catalog.upsert_items([item])
+    log.info("stack %s: true colour added (%s)", item.id, key)
 
 
 def _read_terrain(store: ObjectStore, catalog: Catalog, subtile: Subtile) -> np.ndarray:

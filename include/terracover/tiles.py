@@ -1,10 +1,12 @@
 """XYZ web-map tiles (Web Mercator, 256 px PNG) of the stacks' true colour and of stored maps, with rio-tiler.
 
-A base layer a person can read, offline: the feature stacks already hold every season's surface reflectance
-of B04/B03/B02 (``summer_B04`` ...), so the true-colour composite of a year is read from them, mosaicked over
-the subtiles a tile touches (each pixel from the one subtile that holds it, first valid wins), and stretched
-from reflectance 0-0.3 to 0-255. Each stack's three bands are read once per decimation into an in-memory
-preview (:class:`PreviewCache`, why there) and tiles are reprojected from it onto the WebMercatorQuad grid.
+A base layer a person can read, offline: the true colour of a year, mosaicked over the subtiles a tile touches
+(each pixel from the one subtile that holds it, first valid wins). Each stack's summer true colour is read
+from its 8-bit ``true_colour`` asset (:mod:`terracover.truecolour`, written by build_composites); other
+seasons, and stacks built before that file existed, are read from the stack's own reflectance bands
+(``summer_B04`` ...) and stretched the same way (slow on the first tile: :class:`PreviewCache`). Either is
+read once per decimation into an in-memory preview and tiles are reprojected from it onto the
+WebMercatorQuad grid.
 Predictions and change maps are tiled from their COGs by rio-tiler with their own colour maps. Both use the
 same tile matrix set (morecantile's WebMercatorQuad, rio-tiler's default), the one Leaflet uses, so layers
 line up. Any XYZ client (the map page, QGIS "XYZ Tiles", GDAL's WMS driver) reads the same URLs.
@@ -34,13 +36,12 @@ from terracover.errors import BadRequestError
 from terracover.features import SEASON_BY_NAME, select_bands
 from terracover.grid import RES_M
 from terracover.store import ObjectStore
+from terracover.truecolour import ASSET, SEASON, band_names, to_rgba
 
 if TYPE_CHECKING:
     import morecantile
 
-TRUE_COLOUR_BANDS = ("B04", "B03", "B02")  # red, green, blue
-DEFAULT_SEASON = "summer"
-REFLECTANCE_STRETCH = (0.0, 0.3)  # surface reflectance mapped onto 0..255 (then a mild gamma)
+DEFAULT_SEASON = SEASON  # the season of the stacks' true-colour files
 MIN_ZOOM = 10  # below this one tile touches too many stacks for an interactive answer
 MAX_ZOOM = 24
 TILE_SIZE = 256
@@ -75,11 +76,13 @@ def tile_bounds_wgs84(z: int, x: int, y: int) -> tuple[float, float, float, floa
 
 @dataclass(frozen=True)
 class StackRef:
-    """A feature stack under a tile: its store key, and a version that changes when the stack is rebuilt (its
-    catalogue item's properties: the inputs digest and times), so a cached preview of an old stack is not reused."""
+    """A feature stack under a tile: its store key, its true-colour file's (None for a stack built before it),
+    and a version that changes when the stack is rebuilt (its catalogue item's properties: the inputs digest
+    and times), so a cached preview of an old stack is not reused."""
 
     key: str
     version: str
+    true_colour_key: str | None = None
 
 
 def stacks_under(catalog: Catalog, year: int, z: int, x: int, y: int) -> list[StackRef]:
@@ -94,6 +97,7 @@ def stacks_under(catalog: Catalog, year: int, z: int, x: int, y: int) -> list[St
         StackRef(
             str(i.assets["features"].extra_fields["terracover:key"]),
             hashlib.sha256(json.dumps(i.properties, sort_keys=True, default=str).encode()).hexdigest()[:16],
+            str(i.assets[ASSET].extra_fields["terracover:key"]) if ASSET in i.assets else None,
         )
         for i in items
     ]
@@ -115,11 +119,13 @@ class Preview:
 class PreviewCache:
     """Least recently used previews up to ``max_bytes``; one build per preview at a time.
 
-    The stacks interleave their ~100 bands by pixel (a prediction reads all of them per window), so the three
-    true-colour bands of a window cost decompressing all bands of every block it touches: ~1-2 s for a 1098 px
-    stack at full resolution on a loaded 2-core machine. A preview is built once per stack, season and
-    decimation and holds 4 bytes per pixel; a tile is then a reprojection from memory (milliseconds). The dozen
-    tiles a map view asks for at once touch the same few stacks: a second request for a preview being built
+    From a stack's true-colour file a preview costs reading at most ~5 MB of 8-bit pixels (30-90 ms measured).
+    From the stack itself (other seasons, stacks built before the file existed) it is slow: the stacks
+    interleave their ~100 bands by pixel (a prediction reads all of them per window), so the three true-colour
+    bands of a window cost decompressing all bands of every block it touches: ~1-2 s for a 1098 px stack at
+    full resolution on a loaded 2-core machine. A preview is built once per source, season and decimation and
+    holds 4 bytes per pixel; a tile is then a reprojection from memory (milliseconds). The dozen tiles a map
+    view asks for at once touch the same few stacks: a second request for a preview being built
     waits for it instead of decompressing the stack again."""
 
     def __init__(self, max_bytes: int) -> None:
@@ -165,18 +171,23 @@ def decimation(z: int, y: int, pixel_m: float) -> int:
 
 def true_colour_preview(store: ObjectStore, key: str, names: Sequence[str], factor: int) -> Preview:
     """Read a stack's three true-colour bands decimated by ``factor`` (GDAL reads a matching overview when the
-    stack has one) and stretch them from reflectance 0-0.3 onto 0-255 with a mild gamma."""
+    stack has one) and stretch them (:func:`terracover.truecolour.to_rgba`)."""
     with store.open_raster(key) as src:
         idx = select_bands(list(src.descriptions), names)
         rows, cols = max(1, math.ceil(src.height / factor)), max(1, math.ceil(src.width / factor))
         data = src.read(idx, out_shape=(3, rows, cols), resampling=Resampling.nearest)
         transform = src.transform @ Affine.scale(src.width / cols, src.height / rows)
         crs = src.crs
-    lo, hi = REFLECTANCE_STRETCH
-    valid = np.isfinite(data).all(axis=0)
-    scaled = np.clip((np.nan_to_num(data, nan=0.0) - lo) / (hi - lo), 0, 1) ** (1 / 1.4)
-    rgba = np.concatenate([(scaled * 255).astype(np.uint8), np.where(valid, 255, 0).astype(np.uint8)[None]])
-    return Preview(rgba, transform, crs)
+    return Preview(to_rgba(data), transform, crs)
+
+
+def true_colour_file_preview(store: ObjectStore, key: str, factor: int) -> Preview:
+    """A stack's true-colour file (already stretched RGBA) decimated by ``factor`` (from its overviews)."""
+    with store.open_raster(key) as src:
+        rows, cols = max(1, math.ceil(src.height / factor)), max(1, math.ceil(src.width / factor))
+        rgba = src.read([1, 2, 3, 4], out_shape=(4, rows, cols), resampling=Resampling.nearest)
+        transform = src.transform @ Affine.scale(src.width / cols, src.height / rows)
+        return Preview(rgba, transform, src.crs)
 
 
 def true_colour_png(
@@ -194,7 +205,7 @@ def true_colour_png(
     if season not in SEASON_BY_NAME:
         raise TileRequestError(f"unknown season {season!r}: one of {list(SEASON_BY_NAME)}")
     check_tile(z, x, y)
-    names = [f"{season}_{b}" for b in TRUE_COLOUR_BANDS]
+    names = band_names(season)
     import morecantile
 
     left, bottom, right, top = _tms().xy_bounds(morecantile.Tile(x, y, z))
@@ -202,8 +213,13 @@ def true_colour_png(
     out = np.zeros((4, TILE_SIZE, TILE_SIZE), dtype=np.uint8)
     factor = decimation(z, y, RES_M)
     for ref in stacks:
-        cache_key = (store.gdal_path(ref.key), ref.version, season, str(factor))
-        preview = cache.get(cache_key, partial(true_colour_preview, store, ref.key, names, factor))
+        if season == SEASON and ref.true_colour_key is not None:
+            cache_key = (store.gdal_path(ref.true_colour_key), ref.version, season, str(factor))
+            build = partial(true_colour_file_preview, store, ref.true_colour_key, factor)
+        else:
+            cache_key = (store.gdal_path(ref.key), ref.version, season, str(factor))
+            build = partial(true_colour_preview, store, ref.key, names, factor)
+        preview = cache.get(cache_key, build)
         part = np.zeros_like(out)
         reproject(
             preview.rgba,
