@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import morecantile
 import numpy as np
 import pytest
@@ -15,10 +17,12 @@ from terracover.catalog import open_catalog
 from terracover.change import BASE, SameYearError, change_codes, colormap, detect_change, summarize, transition_counts
 from terracover.cog import write_cog
 from terracover.grid import transform_xy
+from terracover.mapfile import confidence_percent
+from terracover.predict import coverage, predict_aoi
 from terracover.registry import LoadedModel
 from terracover.settings import Settings
 from terracover.stacks import stack_key
-from terracover.store import open_store
+from terracover.store import ObjectStore, open_store
 from terracover.tiles import classified_png
 
 from tests.synthetic_stacks import write_stack
@@ -72,12 +76,12 @@ AOI = box(-0.004, 39.951, 0.004, 39.957)  # crosses UTM zones 30/31
 CHANGED = box(-0.003, 39.952, -0.001, 39.955)  # where the second year's red band is raised: the land changed
 
 
-def _model(version: str, seed: int) -> LoadedModel:
+def _model(version: str, seed: int, names: list[str] = NAMES) -> LoadedModel:
     rng = np.random.default_rng(seed)
-    x = rng.uniform(0, 1.5, (3000, len(NAMES))).astype(np.float32)
-    y = np.digitize(x[:, 0] + 0.5 * x[:, 1], [0.4, 0.7, 1.0, 1.4]) + 1
+    x = rng.uniform(0, 1.5, (3000, len(names))).astype(np.float32)
+    y = np.digitize(x[:, 0] + 0.5 * x[:, -1], [0.4, 0.7, 1.0, 1.4]) + 1
     est = DecisionTreeClassifier(max_depth=6, random_state=seed).fit(x, y)
-    return LoadedModel("landcover-x", version, f"run{version}", NAMES, est, "0" * 64, "sha")
+    return LoadedModel("landcover-x", version, f"run{version}", names, est, "0" * 64, "sha")
 
 
 @pytest.fixture
@@ -135,3 +139,46 @@ def test_detect_change_finds_the_changed_patch_and_blames_models_for_the_rest(tw
 def _tile_of(p: Point, z: int) -> tuple[int, int, int]:
     t = morecantile.tms.get("WebMercatorQuad").tile(p.x, p.y, z)
     return t.z, t.x, t.y
+
+
+def test_detect_change_reads_each_stack_once_and_writes_each_map_once(
+    two_years: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The to-year stacks are read once for both models, and no map is read back: the arrays compared are
+    the ones the COGs hold. Models with different features share the read and classify as on their own."""
+    store, catalog = open_store(two_years), open_catalog(two_years)
+    before, after = _model("1", 0), _model("2", 7, ["summer_ndvi", "dem"])  # the to-year model lacks a band
+    opened: list[str] = []
+    written: list[str] = []
+    open_raster, writer = type(store).open_raster, type(store).writer
+
+    def counting_open(self: ObjectStore, key: str) -> Any:
+        opened.append(key)
+        return open_raster(self, key)
+
+    def counting_writer(self: ObjectStore, key: str, suffix: str = "") -> Any:
+        written.append(key)
+        return writer(self, key, suffix)
+
+    monkeypatch.setattr(type(store), "open_raster", counting_open)
+    monkeypatch.setattr(type(store), "writer", counting_writer)
+    ch = detect_change(AOI, YEARS[0], YEARS[1], before, after, store, catalog, two_years)
+    monkeypatch.undo()
+    for year in YEARS:
+        parts = coverage(AOI, year, catalog, two_years)
+        stacks = [k for k in opened if k.startswith(f"composites/{year}/")]
+        assert sorted(stacks) == sorted(p.key for p in parts), (year, opened)  # one read per part of the AOI
+    assert all(k.startswith("composites/") for k in opened), opened  # no map read back
+    preds = ch.predictions
+    assert sorted(written) == sorted([ch.key, *(k for p in preds.values() for k in (p.key, p.quality_key))]), (
+        written
+    )  # each map once
+    for p in preds.values():
+        with store.open_raster(p.key) as src:
+            assert np.array_equal(src.read(1), p.codes)
+            assert np.array_equal(src.read(2), confidence_percent(p.codes, p.confidence))
+    # one read, two models: what each classifies alone
+    for p, model in ((preds["to"], after), (preds["cross"], before)):
+        alone = predict_aoi(AOI, YEARS[1], model, store, catalog, two_years, keep_rows=0)
+        assert np.array_equal(alone.codes, p.codes) and alone.class_areas_ha == p.class_areas_ha
+        assert np.array_equal(alone.confidence, p.confidence, equal_nan=True)

@@ -2,10 +2,11 @@
 
 The AOI is classified three times on one output grid (:class:`terracover.predict.OutputGrid` depends on the
 AOI only): ``from_year``'s champion on ``from_year``'s stacks (A), ``to_year``'s champion on ``to_year``'s
-stacks (B), and ``from_year``'s champion on ``to_year``'s stacks (C). A vs B is the apparent change; where A
-differs from B but equals C, the same model sees no change, so the difference came from swapping models: that
-share of the apparent change is reported as ``model_change_share``. What remains (A != C) is what one model
-sees change between the two years' imagery.
+stacks (B), and ``from_year``'s champion on ``to_year``'s stacks (C); B and C come from one read of the
+``to_year`` stacks, and the maps are compared in memory (each stack read once, each map written once). A vs
+B is the apparent change; where A differs from B but equals C, the same model sees no change, so the
+difference came from swapping models: that share of the apparent change is reported as
+``model_change_share``. What remains (A != C) is what one model sees change between the two years' imagery.
 
 The change COG holds ``from * 16 + to`` (0 where either year is unclassified) with a colour map (unchanged
 pixels grey, changed pixels in the colour of the class they became) and, as band 2, the smaller of the two
@@ -36,7 +37,8 @@ from terracover.catalog import (
 from terracover.cog import write_cog
 from terracover.errors import BadRequestError
 from terracover.keys import change_key
-from terracover.predict import predict_aoi
+from terracover.mapfile import confidence_percent
+from terracover.predict import predict_aoi, predict_aoi_models
 from terracover.provenance import item_href, year_interval
 from terracover.store import ObjectStore
 
@@ -146,11 +148,6 @@ def new_change_id() -> str:
     return f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:12]}"
 
 
-def _bands(store: ObjectStore, key: str) -> tuple[np.ndarray, np.ndarray]:
-    with store.open_raster(key) as src:
-        return src.read(1), src.read(2)
-
-
 def detect_change(
     aoi: BaseGeometry,
     from_year: int,
@@ -164,14 +161,13 @@ def detect_change(
     """Classify a validated AOI three times (see module doc), write the change COG and summarise."""
     if from_year == to_year:
         raise SameYearError(f"from_year and to_year are both {from_year}: give two different years")
-    preds = {
-        "from": predict_aoi(aoi, from_year, from_model, store, catalog, settings, keep_rows=0),
-        "to": predict_aoi(aoi, to_year, to_model, store, catalog, settings, keep_rows=0),
-        "cross": predict_aoi(aoi, to_year, from_model, store, catalog, settings, keep_rows=0),
-    }
-    (a, conf_a), (b, conf_b) = _bands(store, preds["from"].key), _bands(store, preds["to"].key)
-    c, _ = _bands(store, preds["cross"].key)
-    p = preds["from"]
+    before = predict_aoi(aoi, from_year, from_model, store, catalog, settings, keep_rows=0)
+    # one read of the to-year stacks for both models (the cross map is the from-year model's)
+    after, cross = predict_aoi_models(aoi, to_year, [to_model, from_model], store, catalog, settings, keep_rows=0)
+    preds = {"from": before, "to": after, "cross": cross}
+    a, b, c = before.codes, after.codes, cross.codes
+    conf_a, conf_b = confidence_percent(a, before.confidence), confidence_percent(b, after.confidence)
+    p = before
     pixel_ha = sum(p.class_areas_ha.values()) / p.pixels  # the prediction's own (scale-corrected) pixel area
     summary = summarize(a, b, c, pixel_ha)
     codes = change_codes(a, b)

@@ -357,13 +357,14 @@ class _Mosaic:
 
 def _read_part(
     st: grid.Subtile, key: str, win: Window, names: Sequence[str], qa_names: Sequence[str], store: ObjectStore
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """(F, h, w) feature values and the (S, h, w) ``qa_*`` bands of ``qa_names`` the stack has (None if none)."""
+) -> tuple[np.ndarray, np.ndarray | None, list[str]]:
+    """(F, h, w) feature values, the (S, h, w) ``qa_*`` bands of ``qa_names`` the stack has (None if none) and
+    their names."""
     with store.open_raster(key) as src:
         bands = list(src.descriptions)
         have = [q for q in qa_names if q in bands]
         data = np.asarray(src.read(select_bands(bands, [*names, *have]), window=win, out_dtype=np.float32))
-    return data[: len(names)], (data[len(names) :] if have else None)
+    return data[: len(names)], (data[len(names) :] if have else None), have
 
 
 @dataclass(frozen=True)
@@ -423,19 +424,26 @@ def _classify_part(
     return w.codes, w.confidence, w.quality, w.clear
 
 
-def _add_part(
-    source: StackPart,
-    names: Sequence[str],
-    n_model: int,
-    model: LoadedModel,
-    store: ObjectStore,
-    mosaic: _Mosaic,
-) -> None:
+@dataclass(frozen=True)
+class _Classifier:
+    """One model classifying a shared read: the positions of its rows' columns (its features first, then the
+    extra features) among the bands read, and of its ``qa_*`` bands among the quality bands read."""
+
+    model: LoadedModel
+    mosaic: _Mosaic
+    columns: list[int]
+    qa_names: list[str]
+
+
+def _add_part(source: StackPart, names: Sequence[str], classifiers: Sequence[_Classifier], store: ObjectStore) -> None:
+    """Read one stack's part of the AOI once (the union of ``names``' bands and every model's ``qa_*`` bands)
+    and classify it with each model into its own mosaic."""
     st, key, part = source.subtile, source.key, source.area
     if part.is_empty or part.area == 0:
         return
-    qa_names = observation.qa_bands_for(model.features)
-    g = mosaic.grid
+    qa_names = list(dict.fromkeys(q for c in classifiers for q in c.qa_names))
+    g = classifiers[0].mosaic.grid
+    all_touched = classifiers[0].mosaic.all_touched
     part_out = _project(part, g.crs)
     if g.crs == st.crs:
         # Same lattice: the source window IS the output window, shifted by whole pixels.
@@ -443,36 +451,35 @@ def _add_part(
         if wins is None:
             return
         src_win, out_win = wins
-        mask = _inside(part_out, out_win, g, mosaic.all_touched)
-        values, qa = _read_part(st, key, src_win, names, qa_names, store)
-        codes, conf, quality, clear = _classify_part(values, qa, mask, n_model, model, mosaic)
-    else:
-        # A neighbouring zone: classify its own pixels (padded so nearest-neighbour has a source for every
-        # output pixel the part covers), then reproject classes and confidences onto the output grid.
-        out_win = g.window_of(part_out.bounds)
-        part_src = _project(part, st.crs)
-        pad = 2 * RES_M
-        b = part_src.bounds
-        src_win = _window(st.transform, st.shape, (b[0] - pad, b[1] - pad, b[2] + pad, b[3] + pad))
-        if out_win is None or src_win is None:
-            return
-        mask = _inside(part_out, out_win, g, mosaic.all_touched)
-        values, qa = _read_part(st, key, src_win, names, qa_names, store)
-        src_codes, src_conf, src_quality, src_clear = _classify_part(values, qa, None, n_model, model, mosaic)
-        src_transform = st.transform @ Affine.translation(src_win.col_off, src_win.row_off)
-        dst_transform = g.transform @ Affine.translation(out_win.col_off, out_win.row_off)
-        shape = (int(out_win.height), int(out_win.width))
+        mask = _inside(part_out, out_win, g, all_touched)
+        values, qa, have = _read_part(st, key, src_win, names, qa_names, store)
+        for c in classifiers:
+            model_qa = _model_qa(qa, have, c.qa_names)
+            w = _classify_part(_columns(values, c), model_qa, mask, len(c.model.features), c.model, c.mosaic)
+            _merge(c.mosaic, out_win, mask, w)
+        return
+    # A neighbouring zone: classify its own pixels (padded so nearest-neighbour has a source for every
+    # output pixel the part covers), then reproject classes and confidences onto the output grid.
+    out_win = g.window_of(part_out.bounds)
+    part_src = _project(part, st.crs)
+    pad = 2 * RES_M
+    b = part_src.bounds
+    src_win = _window(st.transform, st.shape, (b[0] - pad, b[1] - pad, b[2] + pad, b[3] + pad))
+    if out_win is None or src_win is None:
+        return
+    mask = _inside(part_out, out_win, g, all_touched)
+    values, qa, have = _read_part(st, key, src_win, names, qa_names, store)
+    src_transform = st.transform @ Affine.translation(src_win.col_off, src_win.row_off)
+    dst_transform = g.transform @ Affine.translation(out_win.col_off, out_win.row_off)
+    shape = (int(out_win.height), int(out_win.width))
+    for c in classifiers:
+        model_qa = _model_qa(qa, have, c.qa_names)
+        src_layers = _classify_part(_columns(values, c), model_qa, None, len(c.model.features), c.model, c.mosaic)
         codes = np.zeros(shape, dtype=np.uint8)
         conf = np.full(shape, np.nan, dtype=np.float32)
         quality = np.full(shape, NOT_CLASSIFIED, dtype=np.uint8)
         clear = np.zeros(shape, dtype=np.uint8)
-        pairs = (
-            (src_codes, codes, 0),
-            (src_conf, conf, np.nan),
-            (src_quality, quality, None),
-            (src_clear, clear, None),
-        )
-        for src, dst, nodata in pairs:
+        for src, dst, nodata in zip(src_layers, (codes, conf, quality, clear), (0, np.nan, None, None), strict=True):
             reproject(
                 src,
                 dst,
@@ -484,6 +491,28 @@ def _add_part(
                 src_nodata=nodata,
                 dst_nodata=nodata,
             )
+        _merge(c.mosaic, out_win, mask, (codes, conf, quality, clear))
+
+
+def _columns(values: np.ndarray, c: _Classifier) -> np.ndarray:
+    """One model's (F, h, w) columns of a shared read (no copy when they are all of it, in order)."""
+    return values if c.columns == list(range(len(values))) else values[c.columns]
+
+
+def _model_qa(qa: np.ndarray | None, have: Sequence[str], wanted: Sequence[str]) -> np.ndarray | None:
+    """The ``qa_*`` bands of one model (in its order) among those read, None when the stack has none of them."""
+    rows = [have.index(q) for q in wanted if q in have]
+    return None if qa is None or not rows else qa[rows]
+
+
+def _merge(
+    mosaic: _Mosaic,
+    out_win: Window,
+    mask: np.ndarray,
+    layers: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+) -> None:
+    """Put one part's classes, confidences, quality and clear counts (on ``out_win``) into the mosaic."""
+    codes, conf, quality, clear = layers
     rs, cs = _slices(out_win)
     mosaic.in_aoi[rs, cs] |= mask
     take = mask & (codes > 0)
@@ -528,7 +557,8 @@ def _inside(geom: BaseGeometry, win: Window, g: OutputGrid, all_touched: bool) -
 @dataclass(frozen=True)
 class Prediction:
     """One answered prediction; ``rows``/``row_codes`` keep the classified feature vectors for drift and
-    shadow scoring (columns = ``feature_names``, the model's features first)."""
+    shadow scoring (columns = ``feature_names``, the model's features first); ``codes``/``confidence`` the
+    classified grid as written, so a caller comparing maps does not read the COG back."""
 
     prediction_id: str
     year: int
@@ -549,6 +579,8 @@ class Prediction:
     rows: np.ndarray
     row_codes: np.ndarray
     seconds: float
+    codes: np.ndarray  # (H, W) uint8 on the grid of ``transform``: what the map's band 1 holds (0 = no class)
+    confidence: np.ndarray  # (H, W) float32 maximum class probability, NaN where no class
     geojson: dict[str, Any] | None = None
     quality_geojson: dict[str, Any] | None = None
 
@@ -654,34 +686,87 @@ def predict_aoi(
     shadow model with other features can score the same pixels without reading again; ``keep_rows`` bounds
     how many rows each subtile keeps there (a random sample), so memory does not grow with the AOI.
     """
+    (p,) = predict_aoi_models(
+        aoi, year, [model], store, catalog, settings,
+        fmt=fmt, extra_features=extra_features, prediction_ids=[prediction_id], keep_rows=keep_rows,
+    )  # fmt: skip
+    return p
+
+
+def predict_aoi_models(
+    aoi: BaseGeometry,
+    year: int,
+    models: Sequence[LoadedModel],
+    store: ObjectStore,
+    catalog: Catalog,
+    settings: Settings,
+    *,
+    fmt: Format = "cog",
+    extra_features: Sequence[str] = (),
+    prediction_ids: Sequence[str | None] | None = None,
+    keep_rows: int | None = None,
+) -> list[Prediction]:
+    """:func:`predict_aoi` with several models over one read of the year's stacks: each stack window is read
+    once (the union of the models' bands) and classified by every model, one prediction (and COG) per model.
+    A change between years classifies one year with two models (:mod:`terracover.change`)."""
     t0 = time.perf_counter()
     parts = coverage(aoi, year, catalog, settings)
-    names = [*model.features, *(f for f in dict.fromkeys(extra_features) if f not in model.features)]
+    extras = list(dict.fromkeys(extra_features))
+    names = list(dict.fromkeys([*(f for m in models for f in m.features), *extras]))
     g = OutputGrid.for_aoi(aoi)
     for all_touched in (False, True):
         # Pixels whose centre is in the AOI; an AOI too thin to hold any centre takes every pixel it touches.
-        mosaic = _Mosaic(
-            g,
-            np.zeros(g.shape, dtype=np.uint8),
-            np.full(g.shape, np.nan, dtype=np.float32),
-            np.zeros(g.shape, dtype=bool),
-            np.zeros(g.shape, dtype=np.uint8),
-            np.zeros(g.shape, dtype=np.uint8),
-            all_touched,
-            keep_rows,
-        )
+        classifiers = [
+            _Classifier(
+                m,
+                _Mosaic(
+                    g,
+                    np.zeros(g.shape, dtype=np.uint8),
+                    np.full(g.shape, np.nan, dtype=np.float32),
+                    np.zeros(g.shape, dtype=bool),
+                    np.zeros(g.shape, dtype=np.uint8),
+                    np.zeros(g.shape, dtype=np.uint8),
+                    all_touched,
+                    keep_rows,
+                ),
+                [names.index(f) for f in [*m.features, *(f for f in extras if f not in m.features)]],
+                observation.qa_bands_for(m.features),
+            )
+            for m in models
+        ]
         for part in parts:
-            _add_part(part, names, len(model.features), model, store, mosaic)
-        if mosaic.in_aoi.any():
+            _add_part(part, names, classifiers, store)
+        if classifiers[0].mosaic.in_aoi.any():
             break
+    for c in classifiers:  # before any map is written: a request answers all its maps or none
+        if not (c.mosaic.codes > 0).any():
+            raise NoCoverageError(
+                f"the {year} feature stacks under this AOI hold no clear observation for the model's features"
+                f" ({', '.join(f'{p.subtile.tile.name}/{p.subtile.id}' for p in parts)} are all no-data there):"
+                " pick another area or year, or rebuild the composites with more scenes",
+                [f"{p.subtile.tile.name}/{p.subtile.id}" for p in parts],
+            )
+    ids = list(prediction_ids or [None] * len(models))
+    return [
+        _prediction(aoi, year, c, parts, [names[i] for i in c.columns], store, fmt, pid, t0)
+        for c, pid in zip(classifiers, ids, strict=True)
+    ]
+
+
+def _prediction(
+    aoi: BaseGeometry,
+    year: int,
+    c: _Classifier,
+    parts: Sequence[StackPart],
+    names: list[str],
+    store: ObjectStore,
+    fmt: Format,
+    prediction_id: str | None,
+    t0: float,
+) -> Prediction:
+    """One model's classified mosaic summarised, and its COGs written."""
+    mosaic, model, g = c.mosaic, c.model, c.mosaic.grid
     classified = mosaic.codes > 0
-    if not classified.any():
-        raise NoCoverageError(
-            f"the {year} feature stacks under this AOI hold no clear observation for the model's features"
-            f" ({', '.join(f'{p.subtile.tile.name}/{p.subtile.id}' for p in parts)} are all no-data there): pick"
-            " another area or year, or rebuild the composites with more scenes",
-            [f"{p.subtile.tile.name}/{p.subtile.id}" for p in parts],
-        )
     pid = prediction_id or new_prediction_id()
     key, quality_key = prediction_key(year, pid), prediction_quality_key(year, pid)
     scale = _areal_scale(aoi, g.crs)
@@ -714,6 +799,8 @@ def predict_aoi(
         rows=rows,
         row_codes=row_codes,
         seconds=time.perf_counter() - t0,
+        codes=mosaic.codes,
+        confidence=mosaic.confidence,
         geojson=class_polygons(mosaic.codes, g) if fmt == "geojson" else None,
         quality_geojson=quality_polygons(mosaic.quality, g) if fmt == "geojson" else None,
     )
