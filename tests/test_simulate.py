@@ -14,8 +14,10 @@ from terracover import grid
 from terracover.bands import BAND_BY_ASSET
 from terracover.classes import CLASS_CODES
 from terracover.simulate import (
+    _SKY,
     LandChange,
     SimulationConfig,
+    _observe,
     acquisitions,
     load_archive,
     plan_scenes,
@@ -159,3 +161,38 @@ def test_scene_filter_and_thin_archive(archive_dir: Path) -> None:
     thin = load_archive(archive_dir).scene_items  # dates_per_season=1: one kept overpass per season and tile
     assert len(thin) == 2 * 4 and all(i.properties["eo:cloud_cover"] <= 80 for i in thin)
     assert {i.properties["sat:relative_orbit"] for i in thin} == {51}
+
+
+def _observe_numpy(
+    surface: np.ndarray, clear_scl: np.ndarray, sky: np.ndarray, brightness: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """The rendering written with numpy arrays (how the simulator did it before its fused kernel)."""
+    gain = 1 + 0.04 * rng.standard_normal(surface.shape[1:], dtype=np.float32)
+    refl = surface * gain + 0.004 * rng.standard_normal(surface.shape, dtype=np.float32)
+    ramp = np.float32(0.05) / 12 * np.arange(surface.shape[0], dtype=np.float32)[:, None, None]
+    refl = np.where(sky == _SKY["cirrus"], refl + np.float32(0.05), refl)
+    refl = np.where(sky == _SKY["shadow"], refl * np.float32(0.35), refl)
+    refl = np.where(sky >= _SKY["medium"], brightness * (1 + ramp), refl)
+    scl = clear_scl.copy()
+    for name, code in (("cirrus", 10), ("shadow", 3), ("medium", 8), ("dense", 9)):
+        scl[sky == _SKY[name]] = code
+    dn = np.clip(np.round(np.clip(refl, 0.0001, 1.5) * 10000), 1, 65535).astype(np.uint16)
+    return dn, scl
+
+
+@pytest.mark.parametrize("res", [10, 20, 60])
+def test_the_rendering_kernel_gives_numpys_dns_to_the_bit(res: int) -> None:
+    """The fused per-pixel kernel does numpy's float32 operations in numpy's order: same seed, same scene."""
+    rng = np.random.default_rng(5)
+    h20, w20 = 90, 120
+    sky20 = rng.integers(0, 5, (h20, w20)).astype(np.uint8)
+    shape = {10: (2 * h20, 2 * w20), 20: (h20, w20), 60: (h20 // 3, w20 // 3)}[res]
+    sky = {10: np.repeat(np.repeat(sky20, 2, 0), 2, 1), 20: sky20, 60: sky20[1::3, 1::3]}[res]
+    surface = (rng.random((4, *shape)) * 0.6).astype(np.float32)
+    surface[0, :3] = 0.0  # dark enough to be clipped
+    clear_scl = rng.integers(4, 7, shape).astype(np.uint8)
+    brightness = (0.35 + 0.25 * rng.random(shape)).astype(np.float32)
+    got = _observe(surface, clear_scl, sky20, res, brightness, np.random.default_rng([42, 7]))
+    want = _observe_numpy(surface, clear_scl, sky, brightness, np.random.default_rng([42, 7]))
+    np.testing.assert_array_equal(got[0], want[0])
+    np.testing.assert_array_equal(got[1], want[1])
