@@ -56,6 +56,22 @@ def test_model_change_share_separates_model_from_land():
     assert s.compared_ha == pytest.approx(0.1) and s.changed_ha == pytest.approx(0.06)
 
 
+def test_confident_change_counts_only_pixels_the_same_model_is_sure_of_in_both_years():
+    # the same 10 pixels; the from-year model is unsure (<= 0.5) of pixels 2, 3 in one year and of 8 in both
+    a = np.array([6, 6, 6, 6, 7, 7, 2, 2, 2, 2], dtype=np.uint8)
+    b = np.array([2, 2, 2, 2, 8, 8, 2, 2, 2, 2], dtype=np.uint8)
+    c = np.array([2, 2, 2, 2, 7, 7, 2, 2, 2, 2], dtype=np.uint8)
+    conf_a = np.array([0.9, 0.9, 0.5, 0.9, 0.8, 0.8, 0.7, 0.7, 0.4, 0.7], dtype=np.float32)
+    conf_c = np.array([0.9, 0.6, 0.9, 0.3, 0.8, 0.8, 0.7, 0.7, 0.2, 0.7], dtype=np.float32)
+    s = summarize(a, b, c, 0.01, conf_a, conf_c)
+    assert s.same_model_changed_fraction == pytest.approx(0.4)
+    assert s.confident_share == pytest.approx(0.7)  # pixels 0, 1, 4, 5, 6, 7, 9
+    assert s.confident_changed_fraction == pytest.approx(2 / 7)  # pixels 0 and 1 changed
+    assert summarize(a, b, c, 0.01).confident_changed_fraction is None  # without confidences: not given
+    unsure = np.full(10, 0.5, np.float32)
+    assert summarize(a, b, c, 0.01, unsure, unsure).confident_changed_fraction is None
+
+
 def test_no_change_has_no_share():
     a = np.full((3, 3), 7, np.uint8)
     s = summarize(a, a, a, 0.01)

@@ -90,6 +90,8 @@ class ChangeSummary:
     changed_fraction: float
     model_change_share: float | None  # of the apparent change, the part one model does not see (None: no change)
     same_model_changed_fraction: float | None  # from-year model on both years' stacks
+    confident_share: float | None = None  # of those pixels, the share it classifies by majority in both years
+    confident_changed_fraction: float | None = None  # same-model change among them (None: no such pixel)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -99,11 +101,29 @@ class ChangeSummary:
             "changed_fraction": self.changed_fraction,
             "model_change_share": self.model_change_share,
             "same_model_changed_fraction": self.same_model_changed_fraction,
+            "confident_share": self.confident_share,
+            "confident_changed_fraction": self.confident_changed_fraction,
         }
 
 
-def summarize(a: np.ndarray, b: np.ndarray, c: np.ndarray, pixel_ha: float) -> ChangeSummary:
-    """A = from-model on from-stacks, B = to-model on to-stacks, C = from-model on to-stacks (same grid)."""
+MAJORITY = 0.5  # a class holding more than half the probability: no other class can overtake it alone
+
+
+def summarize(
+    a: np.ndarray,
+    b: np.ndarray,
+    c: np.ndarray,
+    pixel_ha: float,
+    conf_a: np.ndarray | None = None,
+    conf_c: np.ndarray | None = None,
+) -> ChangeSummary:
+    """A = from-model on from-stacks, B = to-model on to-stacks, C = from-model on to-stacks (same grid);
+    ``conf_a``/``conf_c`` their maximum class probabilities (0..1).
+
+    With the confidences, the same-model change is also given where that model holds a majority class in
+    both years (probability > 0.5): flips between two years' imagery of unchanged land happen at pixels the
+    model is unsure of (near class boundaries, mixed pixels), real change mostly between classes it is sure
+    of. The share of pixels in that stratum says how much of the area the stricter figure speaks for."""
     if not (a.shape == b.shape == c.shape):
         raise ValueError(f"the three maps must share one grid (got {a.shape}, {b.shape}, {c.shape})")
     counts = transition_counts(a, b)
@@ -123,6 +143,12 @@ def summarize(a: np.ndarray, b: np.ndarray, c: np.ndarray, pixel_ha: float) -> C
     share = float((apparent & (a == c)).sum() / n_apparent) if n_apparent else None
     n_all3 = int(all3.sum())
     same_model = float((all3 & (a != c)).sum() / n_all3) if n_all3 else None
+    confident_share = confident_changed = None
+    if conf_a is not None and conf_c is not None and n_all3:
+        sure = all3 & (np.nan_to_num(conf_a) > MAJORITY) & (np.nan_to_num(conf_c) > MAJORITY)
+        n_sure = int(sure.sum())
+        confident_share = round(n_sure / n_all3, 6)
+        confident_changed = round(float((sure & (a != c)).sum() / n_sure), 6) if n_sure else None
     return ChangeSummary(
         transition_ha=transition,
         compared_ha=round(compared * pixel_ha, 4),
@@ -130,6 +156,8 @@ def summarize(a: np.ndarray, b: np.ndarray, c: np.ndarray, pixel_ha: float) -> C
         changed_fraction=round(changed / compared, 6) if compared else 0.0,
         model_change_share=None if share is None else round(share, 6),
         same_model_changed_fraction=None if same_model is None else round(same_model, 6),
+        confident_share=confident_share,
+        confident_changed_fraction=confident_changed,
     )
 
 
@@ -169,7 +197,7 @@ def detect_change(
     conf_a, conf_b = confidence_percent(a, before.confidence), confidence_percent(b, after.confidence)
     p = before
     pixel_ha = sum(p.class_areas_ha.values()) / p.pixels  # the prediction's own (scale-corrected) pixel area
-    summary = summarize(a, b, c, pixel_ha)
+    summary = summarize(a, b, c, pixel_ha, before.confidence, cross.confidence)
     codes = change_codes(a, b)
     min_conf = np.where(codes > 0, np.minimum(conf_a, conf_b), 0).astype(np.uint8)
     cid = new_change_id()

@@ -59,6 +59,11 @@ def report(a: dict[str, Any]) -> str:
             " change)"
         ),
     ]
+    if a.get("confident_changed_fraction") is not None:
+        lines.append(
+            f"   confident change: {100 * a['confident_changed_fraction']:.2f} % of the"
+            f" {100 * a['confident_share']:.0f} % of the area the {fy} model classifies by majority in both years"
+        )
     for role, year in (("from", fy), ("to", ty)):
         lines.append(f"   {year}: error-adjusted class areas")
         lines.extend(estimates_lines(a["area_estimates"][role]))
