@@ -18,7 +18,7 @@ from affine import Affine
 from rasterio.crs import CRS
 
 from terracover import classes
-from terracover.cog import write_cog
+from terracover.cog import FAST_LEVEL, write_cog
 from terracover.observation import STATUS_NAMES
 from terracover.store import ObjectStore
 
@@ -63,6 +63,7 @@ def write_map(
                 },
                 {"meaning": "clear observations over the model's seasons (0: none or unknown)"},
             ],
+            level=FAST_LEVEL,
         )
     try:
         with store.writer(key, suffix=".tif") as path:
@@ -79,6 +80,7 @@ def write_map(
                     {"terracover:classes": json.dumps(names), **{f"CLASS_{k}": v for k, v in names.items()}},
                     {"units": "percent", "meaning": "maximum class probability x 100"},
                 ],
+                level=FAST_LEVEL,
             )
     except BaseException:
         with contextlib.suppress(Exception):  # the store's first failure is the one to report

@@ -43,6 +43,9 @@ def classifiable_rows(estimator: Any, X: np.ndarray) -> np.ndarray:
     x = np.asarray(X)
     if x.ndim != 2:
         raise ValueError(f"feature rows must be a 2-D (rows, features) array, got shape {x.shape}")
+    finite = np.isfinite(x)
+    if finite.all():  # the common case, answered without reducing across each narrow row
+        return np.ones(len(x), dtype=bool)
     if accepts_missing(estimator):
         return ~np.isinf(x).any(axis=1) & ~np.isnan(x).all(axis=1)
-    return np.isfinite(x).all(axis=1)
+    return np.asarray(finite.all(axis=1))

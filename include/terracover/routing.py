@@ -54,8 +54,14 @@ def one_openmp_thread() -> Any:
 
 
 def complete_rows(x: np.ndarray) -> np.ndarray:
-    """Boolean mask of the rows whose every feature is finite."""
-    return np.asarray(np.isfinite(x).all(axis=1))
+    """Boolean mask of the rows whose every feature is finite.
+
+    Almost every served block is complete: one test over the whole array answers that case at a fraction of
+    the cost of reducing across each narrow row."""
+    finite = np.isfinite(x)
+    if finite.all():
+        return np.ones(len(x), dtype=bool)
+    return np.asarray(finite.all(axis=1))
 
 
 _FAST: weakref.WeakKeyDictionary[Any, Proba] = weakref.WeakKeyDictionary()

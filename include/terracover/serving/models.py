@@ -1,8 +1,9 @@
 """Which model answers each year, loaded lazily and swapped without a restart.
 
 The index (year -> champion/shadow versions) comes from one MLflow call over every ``landcover-*`` model; it is
-refreshed periodically and on ``/admin/reload``. Estimators are loaded on a year's first request and kept by
-version, so a swap never mixes two versions. When MLflow is unreachable the index and the loaded models stay as
+refreshed periodically and on ``/admin/reload``. Each worker loads the champions in the background as it starts
+(:meth:`ModelCache.warm`); any model not loaded yet is loaded on its year's first request. Estimators are kept
+by version, so a swap never mixes two versions. When MLflow is unreachable the index and the loaded models stay as
 they were and :meth:`ModelCache.status` says why.
 
 Replicas and workers each hold their own cache: a reload reaches one worker over HTTP, so it also touches a
@@ -110,6 +111,19 @@ class ModelCache:
             self._stamp_seen = mtime
             self.refresh()
 
+    def warm(self) -> None:
+        """Load every served year's champion, its drift reference and its reference sample now, in the
+        background at worker start: a worker's first request of a year otherwise waits for them (~7 s for the
+        bench's MLP+HGB pair from MLflow on 2 busy cores). Failures are only logged: that request retries."""
+        for year in self.years():
+            try:
+                model = self.get(year)
+                if model is not None:
+                    self.drift_monitor(model)
+                    self.accuracy_sample(model)
+            except Exception as exc:  # the request path reports registry failures; warming never fails a worker
+                log.warning("could not preload the %d champion: %s", year, scrub(str(exc), self.settings)[:500])
+
     def run_periodic_refresh(self, stop: threading.Event) -> None:
         while not stop.wait(self.settings.model_refresh_s):
             self.refresh()
@@ -173,8 +187,9 @@ class ModelCache:
         return sample
 
     def loaded(self) -> list[tuple[str, str]]:
-        with self._lock:
-            return sorted(self._loaded)
+        # Without the lock: a load holds it for seconds, and /readyz asks from the event loop. list() of a dict
+        # is one step under the GIL, so it never sees a half-inserted entry.
+        return sorted(list(self._loaded))
 
     def status(self) -> dict[str, Any]:
         """Readiness with reasons: ready once the index has been read once or models are loaded."""

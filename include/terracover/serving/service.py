@@ -386,6 +386,7 @@ class LandCover:
         self.models.refresh()
         self._stop = threading.Event()
         threading.Thread(target=self.models.run_periodic_refresh, args=(self._stop,), daemon=True).start()
+        threading.Thread(target=self.models.warm, name="terracover-warm", daemon=True).start()
         self._after = ThreadPoolExecutor(max_workers=1, thread_name_prefix="terracover-shadow")
         # rio-tiler imported once here: tile requests render in threads, and a first import racing in two of
         # them fails with a partially initialised module
