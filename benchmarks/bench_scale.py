@@ -4,17 +4,21 @@
   region, in a fresh interpreter (imports included, as in a plan task).
 - ``subtile_year``: one full-size subtile-year (1098 x 1098 px, ~70 dates from the simulator, all bands):
   composite + indices + terrain + COG write, from the local folder and from the S3 API (moto server on
-  loopback) side by side, with CPU-seconds, bytes read and written and the process's peak RSS during the build
-  (what sizes the heavy pod's memory per subtile in flight); then the projection for a tile-year,
-  Iberia and 540 tiles (CPU-hours, object-store bytes, wall time on N heavy pods). The archive is synthetic
-  (the simulator's), so its compression ratio and cloud cover are the simulator's, not Sentinel-2's.
+  loopback) side by side, with CPU-seconds, the bytes the S3 server sent (what the read path fetched, HTTP
+  headers included), the process's read() bytes (local files and the COG writer's temporaries; sockets are not
+  counted there), bytes written, the S3 server's own CPU-seconds (moto is Python and shares the machine's
+  cores) and the process's peak RSS during the build (what sizes the heavy pod's memory per subtile in
+  flight); then the projection for a tile-year, Iberia and 540 tiles (CPU-hours, object-store bytes, wall time
+  on N heavy pods). The archive is synthetic (the simulator's), so its compression ratio and cloud cover are
+  the simulator's, not Sentinel-2's.
 
-Run ``python -m benchmarks.bench_scale [--repeat 2]``.
+Run ``python -m benchmarks.bench_scale [--repeat 2] [--size 1098]`` (``--size 366``: a quick look).
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import os
 import subprocess
@@ -94,12 +98,45 @@ def _peak_rss() -> int:
     return 0
 
 
-def _measure(fn: Callable[[], Any]) -> dict[str, float]:
+def _libgdal() -> ctypes.CDLL:
+    """The GDAL library rasterio loaded (a wheel's bundled copy or the system's), found in this process's maps."""
+    import rasterio  # noqa: F401  (loads GDAL)
+
+    for line in Path("/proc/self/maps").read_text().splitlines():
+        path = line.split()[-1]
+        if "/libgdal" in path and ".so" in path:
+            return ctypes.CDLL(path)
+    raise RuntimeError("libgdal is not loaded")
+
+
+def _network_get() -> dict[str, int]:
+    """GDAL's own count of the GET requests of its network file systems and of the bytes they downloaded
+    (``CPL_VSIL_NETWORK_STATS_ENABLED``): what the read path fetched from the object store, nothing else."""
+    gdal = _libgdal()
+    gdal.VSINetworkStatsGetAsSerializedJSON.restype = ctypes.c_void_p
+    ptr = gdal.VSINetworkStatsGetAsSerializedJSON(None)
+    stats = json.loads(ctypes.string_at(ptr).decode()) if ptr else {}
+    gdal.VSIFree(ctypes.c_void_p(ptr))
+    get = stats.get("methods", {}).get("GET", {})
+    return {"requests": int(get.get("count", 0)), "bytes": int(get.get("downloaded_bytes", 0))}
+
+
+def _measure(fn: Callable[[], Any], server: Any = None) -> dict[str, float]:
+    """Wall, CPU, read() bytes and peak RSS of ``fn`` in this process, and what GDAL fetched over the network;
+    with ``server`` (a psutil.Process), also the server's CPU-seconds."""
     _reset_peak_rss()
+    os.environ["CPL_VSIL_NETWORK_STATS_ENABLED"] = "YES"
+    _libgdal().VSINetworkStatsReset()  # also makes GDAL read the option again
+    cpu0 = sum(server.cpu_times()[:2]) if server else 0.0
     r0, c0, t0 = _rchar(), time.process_time(), time.perf_counter()
     fn()
-    return {"wall_s": time.perf_counter() - t0, "cpu_s": time.process_time() - c0, "read_bytes": _rchar() - r0,
-            "peak_rss_bytes": _peak_rss()}  # fmt: skip
+    out = {"wall_s": time.perf_counter() - t0, "cpu_s": time.process_time() - c0, "read_bytes": _rchar() - r0,
+           "peak_rss_bytes": _peak_rss()}  # fmt: skip
+    net = _network_get()
+    out["fetched_bytes"], out["fetch_requests"] = net["bytes"], net["requests"]
+    if server:
+        out["server_cpu_s"] = sum(server.cpu_times()[:2]) - cpu0
+    return out
 
 
 def _moto(port: int, log: Path) -> subprocess.Popen[bytes]:
@@ -147,11 +184,13 @@ def realistic_dates(items: list[Any], bbox: tuple[float, float, float, float], y
     return out
 
 
-def subtile_year(repeat: int = 2) -> dict[str, Any]:
-    """One 1098 x 1098 subtile-year composited from a folder and from S3, then projected."""
+def subtile_year(repeat: int = 2, size: int = 1098) -> dict[str, Any]:
+    """One ``size`` x ``size`` subtile-year composited from a folder and from S3, then projected (the projection
+    assumes 1098 px subtiles: a smaller ``size`` is for a quick look only)."""
     import socket
 
     import boto3
+    import psutil
     from terracover import grid
     from terracover.catalog import SCENES_COLLECTION
     from terracover.ingest import ingest_scene
@@ -164,10 +203,10 @@ def subtile_year(repeat: int = 2) -> dict[str, Any]:
     from terracover.store import open_store
 
     year = 2023
-    st = grid.subtile_of_point((ONE_SUBTILE[0] + ONE_SUBTILE[2]) / 2, (ONE_SUBTILE[1] + ONE_SUBTILE[3]) / 2, 1098)
+    st = grid.subtile_of_point((ONE_SUBTILE[0] + ONE_SUBTILE[2]) / 2, (ONE_SUBTILE[1] + ONE_SUBTILE[3]) / 2, size)
     with tempfile.TemporaryDirectory() as tmp:
         home = Path(tmp)
-        common = {"home": home, "region_bbox": ONE_SUBTILE, "subtile_size": 1098, "batch_workers": 1}
+        common = {"home": home, "region_bbox": ONE_SUBTILE, "subtile_size": size, "batch_workers": 1}
         local = Settings(**common)  # type: ignore[arg-type]
         t0 = time.perf_counter()
         archive = simulate_archive(SimulationConfig(ONE_SUBTILE, year, SIMULATED_PER_SEASON, label_points=10),
@@ -177,7 +216,7 @@ def subtile_year(repeat: int = 2) -> dict[str, Any]:
         source = open_scene_source(local)
         t0 = time.perf_counter()
         for item in realistic_dates(archive.scene_items, ONE_SUBTILE, year):
-            ingest_scene(item, ONE_SUBTILE, 1098, source, store, catalog)
+            ingest_scene(item, ONE_SUBTILE, size, source, store, catalog)
         ingest_s = time.perf_counter() - t0
         terrain_for_tile(st.tile.name, settings=local)
         dates = len(catalog.search(collections=[SCENES_COLLECTION]))
@@ -199,10 +238,12 @@ def subtile_year(repeat: int = 2) -> dict[str, Any]:
                     s3.upload_file(str(Path(store.root) / key), "bench", f"data/{key}")
             remote = Settings(**common, store_uri="s3://bench/data", s3_endpoint_url=endpoint)  # type: ignore[arg-type]
             s3_store = open_store(remote)
+            server = psutil.Process(moto.pid)
             runs: dict[str, list[dict[str, float]]] = {"local": [], "s3": []}
             for _ in range(repeat):  # alternate, so both see the same machine load
                 for name, where in (("local", store), ("s3", s3_store)):
-                    runs[name].append(_measure(partial(build_stack, year, st, where, catalog, overwrite=True)))
+                    build = partial(build_stack, year, st, where, catalog, overwrite=True)
+                    runs[name].append(_measure(build, server if name == "s3" else None))
             written = (Path(store.root) / stack_key(year, st)).stat().st_size
         finally:
             moto.terminate()
@@ -214,6 +255,8 @@ def subtile_year(repeat: int = 2) -> dict[str, Any]:
                     os.environ[k] = v
     best = {k: min(v, key=lambda r: r["wall_s"]) for k, v in runs.items()}
     return {
+        "size": size,
+        "server": "moto (Python, on loopback, sharing this machine's cores)",
         "dates": dates,
         "simulate_s": simulate_s,
         "ingest_s": ingest_s,
@@ -222,12 +265,13 @@ def subtile_year(repeat: int = 2) -> dict[str, Any]:
         "runs": runs,
         "best": best,
         "s3_over_local": best["s3"]["wall_s"] / best["local"]["wall_s"],
-        "projection": project(best["local"]["cpu_s"], best["local"]["read_bytes"], written, scene_bytes),
+        "projection": project(best["local"]["cpu_s"], best["s3"]["fetched_bytes"], written, scene_bytes),
     }
 
 
 def project(cpu_s: float, read_bytes: float, written_bytes: float, scene_bytes: float) -> dict[str, Any]:
-    """Scale one subtile-year to a tile-year, Iberia and 540 tiles (full tiles: an upper bound over land)."""
+    """Scale one subtile-year to a tile-year, Iberia and 540 tiles (full tiles: an upper bound over land).
+    ``read_bytes``: what one subtile-year fetched from the object store (measured on the S3 server)."""
     out = {}
     for name, subtiles in (("tile-year", SUBTILES_PER_TILE), ("Iberia", IBERIA_SUBTILES),
                            ("540 tiles", 540 * SUBTILES_PER_TILE)):  # fmt: skip
@@ -254,16 +298,21 @@ def _gib(run: dict[str, float]) -> str:
 
 def format_subtile_year(r: dict[str, Any]) -> str:
     lo, s3 = r["best"]["local"], r["best"]["s3"]
-    lines = [f"One subtile-year, 1098 x 1098 px, {r['dates']} dates (simulated archive), all bands: composite + "
-             "indices + terrain + COG write (best of the alternated runs)",
-             "| store | wall s | CPU s | bytes read | bytes written | peak RSS |", "|---|---:|---:|---:|---:|---:|",
-             f"| local folder | {lo['wall_s']:.1f} | {lo['cpu_s']:.1f} | {_gb(lo['read_bytes'])} "
+    size = r.get("size", 1098)
+    lines = [f"One subtile-year, {size} x {size} px, {r['dates']} dates (simulated archive), all bands: composite + "
+             f"indices + terrain + COG write (best of the alternated runs; S3 server: {r.get('server', 'moto')})",
+             "| store | wall s | CPU s | S3 server CPU s | fetched (GETs) | process read() | bytes written "
+             "| peak RSS |", "|---|---:|---:|---:|---:|---:|---:|---:|",
+             f"| local folder | {lo['wall_s']:.1f} | {lo['cpu_s']:.1f} | - | - | {_gb(lo['read_bytes'])} "
              f"| {_gb(r['written_bytes'])} | {_gib(lo)} |",
-             f"| S3 API (moto, loopback) | {s3['wall_s']:.1f} | {s3['cpu_s']:.1f} | {_gb(s3['read_bytes'])} "
+             f"| S3 API | {s3['wall_s']:.1f} | {s3['cpu_s']:.1f} | {s3['server_cpu_s']:.1f} "
+             f"| {_gb(s3['fetched_bytes'])} ({s3['fetch_requests']:,}) | {_gb(s3['read_bytes'])} "
              f"| {_gb(r['written_bytes'])} | {_gib(s3)} |",
-             f"S3 / local wall time: {r['s3_over_local']:.2f}x (target <= 1.3x)", "",
-             f"Projection from the local run (CPU s x subtiles; wall on N pods of {HEAVY_POD_CPUS} CPUs, perfect "
-             "packing; 540 tiles counted whole, an upper bound over land)",
+             f"S3 / local wall time: {r['s3_over_local']:.2f}x (target <= 1.3x). Scene objects of the subtile-year: "
+             f"{_gb(r['scene_bytes'])}. Fetched: bytes GDAL downloaded from the S3 API (its network statistics); "
+             "process read(): local files and the COG writer's temporaries, never sockets.", "",
+             "Projection from the local run's CPU and the S3 run's fetched bytes (CPU s x subtiles; wall on N pods "
+             f"of {HEAVY_POD_CPUS} CPUs, perfect packing; 540 tiles counted whole, an upper bound over land)",
              "| scope | subtile-years | CPU-hours | read | written | copy mode adds | wall h, "
              + ", ".join(f"{n} pods" for n in PODS) + " |",
              "|---|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
@@ -277,9 +326,12 @@ def format_subtile_year(r: dict[str, Any]) -> str:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--repeat", type=int, default=2)
+    p.add_argument("--size", type=int, default=1098, help="subtile size in px (1098: the costed size)")
+    p.add_argument("--only-subtile", action="store_true", help="skip the planning section")
     a = p.parse_args()
-    print(format_planning(planning()))
-    print(format_subtile_year(subtile_year(a.repeat)))
+    if not a.only_subtile:
+        print(format_planning(planning()))
+    print(format_subtile_year(subtile_year(a.repeat, a.size)))
 
 
 if __name__ == "__main__":

@@ -16,10 +16,12 @@ import hashlib
 import json
 import logging
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import date
+from functools import partial
 
 import numpy as np
 import pystac
@@ -37,13 +39,13 @@ from terracover.catalog import (
     footprint_item,
 )
 from terracover.cog import cog_writer
-from terracover.composite import composite_bands, iter_windows
+from terracover.composite import composite_bands
 from terracover.dem import TERRAIN_BANDS
 from terracover.gapfill import SeasonEdges, day_offset, fill_gaps, qa_band_name, quality_fractions, season_edges
 from terracover.grid import Subtile
 from terracover.keys import scene_key, stack_key, terrain_key, true_colour_key
 from terracover.radiometry import OffsetError, dn_offsets
-from terracover.raster_io import OpenRasters, read_bounds
+from terracover.raster_io import OpenRasters, PinnedReaders, read_bounds
 from terracover.sources.base import gdal_href
 from terracover.stackguard import DEFAULT_MAX_OUT_OF_RANGE, RangeGuard
 from terracover.store import ObjectStore
@@ -70,6 +72,12 @@ COG_THREADS = 1
 # (measured); a 1098 px stack gets two more small overview levels (~2 % more pixels).
 STACK_TILE_PX = 128
 BLOCK_ROWS = 256  # rows per block: 14 bands x T dates x 256 x 1098 x 2 B stays under ~100 MB for T=12
+# Blocks are strips of whole rows: a COG stores the tiles of a row next to each other, so one strip of a band is
+# one ranged GET (GDAL merges consecutive ranges), where square blocks cost a GET per tile and fetched a tile
+# row once per block column. Each reader thread keeps its dates' rasters open (the VSI cache holds a tile row
+# for the next strip); four overlap the object store's latency without holding more than the two season
+# reads in flight (the one composited and the next, prefetched).
+READ_THREADS = 4
 
 
 def stack_item_id(year: int, subtile: Subtile) -> str:
@@ -138,17 +146,54 @@ def scene_band_path(store: ObjectStore, item: pystac.Item, tile: str, band: str)
     return store.gdal_path(scene_key(tile, day, band))
 
 
-def _read_stack(
+@dataclass
+class _SeasonRead:
+    """One season's window of every date, being read by the reader threads into preallocated arrays."""
+
+    values: np.ndarray  # (bands, T, rows, cols) uint16 DNs on the common offset base
+    scl: np.ndarray  # (T, rows, cols) uint8
+    base: np.ndarray  # (bands,) the common DN base
+    floor: dict[str, float]  # per band, the reflectance of the clip floor (clip_floor)
+    pending: list[Future[None]]
+
+    def result(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, float]]:
+        for future in self.pending:
+            future.result()  # re-raises a read's error here, in the compositing thread
+        return self.values, self.scl, self.base, self.floor
+
+
+def _read_date(
+    rasters: OpenRasters,
+    paths: Sequence[str],
+    shifts: Sequence[int],
+    bounds: tuple[float, float, float, float],
+    values: np.ndarray,
+    scl: np.ndarray,
+) -> None:
+    """Every band of one date over ``bounds`` into ``values`` (bands, rows, cols) and ``scl`` (rows, cols)."""
+    shape = scl.shape
+    for b, path in enumerate(paths):
+        data = read_bounds(rasters.get(path), bounds, shape, fill_value=0, resampling=Resampling.nearest)
+        if b == len(shifts):  # the last path is the SCL
+            scl[:] = data
+            continue
+        if shifts[b]:
+            wide = data.astype(np.int32)
+            data = np.where(wide > 0, np.minimum(wide + shifts[b], 0xFFFE), 0).astype(np.uint16)
+        values[b] = data
+
+
+def _submit_stack(
     store: ObjectStore,
     items: Sequence[pystac.Item],
     tile: str,
     subtile: Subtile,
     window: Window,
     bands: Sequence[str],
-    rasters: OpenRasters,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, float]]:
-    """(bands, T, rows, cols) uint16 DNs on a common offset base, (T, rows, cols) SCL, the (bands,) base and
-    the reflectance of the clip floor per band (:func:`clip_floor`).
+    readers: PinnedReaders,
+) -> _SeasonRead:
+    """Start reading (bands, T, rows, cols) uint16 DNs on a common offset base and (T, rows, cols) SCL: one
+    job per date, each date pinned to one reader thread (its rasters stay open there for the whole subtile).
 
     Everything is on the 10 m grid. Coarser bands are upsampled with nearest neighbour: it keeps each 20/60 m
     value intact and never blends a cloud edge or nodata into a clear pixel. DN 0 (nodata) stays 0.
@@ -160,19 +205,43 @@ def _read_stack(
     offsets, base = common_dn_base(items, bands)
     values = np.zeros((len(bands), len(items), rows, cols), dtype=np.uint16)
     scl = np.zeros((len(items), rows, cols), dtype=np.uint8)
+    pending = []
     for t, item in enumerate(items):
-        for b, band in enumerate((*bands, SCL.name)):
-            src = rasters.get(scene_band_path(store, item, tile, band))
-            data = read_bounds(src, bounds, (rows, cols), fill_value=0, resampling=Resampling.nearest)
-            if band == SCL.name:
-                scl[t] = data
-                continue
-            shift = int(base[b]) - offsets[t].get(band, 0)
-            if shift:
-                wide = data.astype(np.int32)
-                data = np.where(wide > 0, np.minimum(wide + shift, 0xFFFE), 0).astype(np.uint16)
-            values[b, t] = data
-    return values, scl, base, clip_floor(offsets, bands)
+        paths = [scene_band_path(store, item, tile, band) for band in (*bands, SCL.name)]
+        shifts = [int(base[b]) - offsets[t].get(band, 0) for b, band in enumerate(bands)]
+        job = partial(_read_date, paths=paths, shifts=shifts, bounds=bounds, values=values[:, t], scl=scl[t])
+        pending.append(readers.submit(item.id, job))
+    return _SeasonRead(values, scl, base, clip_floor(offsets, bands), pending)
+
+
+class _Prefetch:
+    """The season reads of a subtile in the order compositing takes them, ``depth`` of them in flight ahead
+    of the one being composited: the object store's latency overlaps the median kernel."""
+
+    def __init__(
+        self,
+        store: ObjectStore,
+        scenes: Mapping[str, Sequence[pystac.Item]],
+        tile: str,
+        subtile: Subtile,
+        order: Sequence[tuple[Window, str]],
+        readers: PinnedReaders,
+        depth: int = 1,
+    ):
+        self._submit = partial(_submit_stack, store, tile=tile, subtile=subtile, bands=SPECTRAL_BANDS, readers=readers)
+        self._scenes = scenes
+        self._todo = deque(order)
+        self._inflight: deque[tuple[tuple[Window, str], _SeasonRead]] = deque()
+        self._depth = depth
+
+    def take(self, window: Window, season: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict[str, float]]:
+        while len(self._inflight) <= self._depth and self._todo:
+            w, s = self._todo.popleft()
+            self._inflight.append(((w, s), self._submit(self._scenes[s], window=w)))
+        expected = self._inflight[0][0] if self._inflight else None
+        if expected != (window, season):
+            raise RuntimeError(f"season reads taken out of order: expected {expected}, got {(window, season)}")
+        return self._inflight.popleft()[1].result()
 
 
 @dataclass
@@ -182,10 +251,7 @@ class _Block:
 
 
 def _stack_block(
-    store: ObjectStore,
     scenes: Mapping[str, Sequence[pystac.Item]],
-    tile: str,
-    subtile: Subtile,
     window: Window,
     seasons_read: Sequence[str],
     seasons_needed: Sequence[str],
@@ -195,7 +261,7 @@ def _stack_block(
     lut: np.ndarray,
     gap_fill: str,
     guard: RangeGuard,
-    rasters: OpenRasters,
+    reads: _Prefetch,
 ) -> _Block:
     """One block of a stack: every season's median (one season's scenes in memory at a time), the guard fed
     with the observed ones, then the gaps filled."""
@@ -206,7 +272,7 @@ def _stack_block(
         if not scenes[season]:
             edges.append(SeasonEdges.empty(len(SPECTRAL_BANDS), h, w))
             continue
-        values, scl, base, floor = _read_stack(store, scenes[season], tile, subtile, window, SPECTRAL_BANDS, rasters)
+        values, scl, base, floor = reads.take(window, season)
         days = [day_offset(it.datetime.date(), year_start) for it in scenes[season] if it.datetime]
         season_edge = season_edges(values, scl, lut, days)
         med = composite_bands(values, scl, lut)
@@ -293,7 +359,7 @@ def build_stack(
     # the true colour (8-bit, 4 bytes a pixel) is kept whole and written after the stack
     colour_idx = [names.index(n) for n in band_names(SEASON)] if can_write(names) else None
     rgba = np.zeros((4, height, width), dtype=np.uint8)
-    windows = list(iter_windows(height, width, block=BLOCK_ROWS))
+    windows = [Window(0, row, width, min(BLOCK_ROWS, height - row)) for row in range(0, height, BLOCK_ROWS)]
     tags = {
         "terracover:year": str(year),
         "terracover:tile": tile,
@@ -320,14 +386,17 @@ def build_stack(
             threads=COG_THREADS,
         ) as dst,
     ):
-        # Each scene raster is opened once for the whole subtile and read block by block (one GDAL environment).
-        with store.open_rasters() as rasters:
+        # Each scene raster is opened once for the whole subtile, in the reader thread its date is pinned to,
+        # and read window by window; the next season's window is read while this one is composited.
+        order = [(w, s) for w in windows for s in seasons_read if scenes[s]]
+        with PinnedReaders(READ_THREADS, store.gdal_env()) as readers:
+            reads = _Prefetch(store, scenes, tile, subtile, order, readers)
             for i, window in enumerate(windows, start=1):
                 rs = slice(int(window.row_off), int(window.row_off + window.height))
                 cs = slice(int(window.col_off), int(window.col_off + window.width))
                 block = _stack_block(
-                    store, scenes, tile, subtile, window, seasons_read, seasons_needed, centres, period,
-                    year_start, lut, gap_fill, guard, rasters,
+                    scenes, window, seasons_read, seasons_needed, centres, period,
+                    year_start, lut, gap_fill, guard, reads,
                 )  # fmt: skip
                 features = feat.compute_feature_stack(
                     block.season_refl, terrain[0][rs, cs], terrain[1][rs, cs], terrain[2][rs, cs], names
