@@ -18,6 +18,8 @@ from terracover.simulate import (
     LandChange,
     SimulationConfig,
     _observe,
+    _region_tiles,
+    _tile_frame,
     acquisitions,
     load_archive,
     plan_scenes,
@@ -164,11 +166,16 @@ def test_scene_filter_and_thin_archive(archive_dir: Path) -> None:
 
 
 def _observe_numpy(
-    surface: np.ndarray, clear_scl: np.ndarray, sky: np.ndarray, brightness: np.ndarray, rng: np.random.Generator
+    surface: np.ndarray,
+    clear_scl: np.ndarray,
+    sky: np.ndarray,
+    brightness: np.ndarray,
+    gain_z: np.ndarray,
+    noise_z: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The rendering written with numpy arrays (how the simulator did it before its fused kernel)."""
-    gain = 1 + 0.04 * rng.standard_normal(surface.shape[1:], dtype=np.float32)
-    refl = surface * gain + 0.004 * rng.standard_normal(surface.shape, dtype=np.float32)
+    gain = 1 + 0.04 * gain_z
+    refl = surface * gain + 0.004 * noise_z
     ramp = np.float32(0.05) / 12 * np.arange(surface.shape[0], dtype=np.float32)[:, None, None]
     refl = np.where(sky == _SKY["cirrus"], refl + np.float32(0.05), refl)
     refl = np.where(sky == _SKY["shadow"], refl * np.float32(0.35), refl)
@@ -182,7 +189,7 @@ def _observe_numpy(
 
 @pytest.mark.parametrize("res", [10, 20, 60])
 def test_the_rendering_kernel_gives_numpys_dns_to_the_bit(res: int) -> None:
-    """The fused per-pixel kernel does numpy's float32 operations in numpy's order: same seed, same scene."""
+    """The fused per-pixel kernel does numpy's float32 operations in numpy's order: same draws, same scene."""
     rng = np.random.default_rng(5)
     h20, w20 = 90, 120
     sky20 = rng.integers(0, 5, (h20, w20)).astype(np.uint8)
@@ -192,7 +199,25 @@ def test_the_rendering_kernel_gives_numpys_dns_to_the_bit(res: int) -> None:
     surface[0, :3] = 0.0  # dark enough to be clipped
     clear_scl = rng.integers(4, 7, shape).astype(np.uint8)
     brightness = (0.35 + 0.25 * rng.random(shape)).astype(np.float32)
-    got = _observe(surface, clear_scl, sky20, res, brightness, np.random.default_rng([42, 7]))
-    want = _observe_numpy(surface, clear_scl, sky, brightness, np.random.default_rng([42, 7]))
+    gain_z = rng.standard_normal(shape, dtype=np.float32)
+    noise_z = rng.standard_normal((4, *shape), dtype=np.float32)
+    got = _observe(surface, clear_scl, sky20, res, brightness, gain_z, noise_z)
+    want = _observe_numpy(surface, clear_scl, sky, brightness, gain_z, noise_z)
     np.testing.assert_array_equal(got[0], want[0])
     np.testing.assert_array_equal(got[1], want[1])
+
+
+def test_each_dates_sensor_draws_are_fresh_standard_normals() -> None:
+    """Dates take their draws from one pool per tile: each date's are N(0, 1), and a pixel's differ by date."""
+    cfg = SimulationConfig(REGION, 2023, dates_per_season=1, subtile_size=366)
+    t, bounds = _region_tiles(cfg)[0]
+    frame = _tile_frame(t, bounds, cfg)
+    days = [np.random.default_rng([cfg.seed, day]) for day in range(738000, 738040)]
+    gains = np.stack([frame.sensor_draws(10, 4, rng)[0] for rng in days])
+    noise = frame.sensor_draws(10, 4, np.random.default_rng(1))[1]
+    assert gains.shape[1:] == noise.shape[1:] == frame.classes[10].shape
+    for z in (gains[0], noise):
+        assert abs(float(z.mean())) < 0.01 and abs(float(z.std()) - 1) < 0.01
+    per_pixel = gains.std(axis=0)  # across dates
+    assert abs(float(np.median(per_pixel)) - 1) < 0.05
+    assert abs(np.corrcoef(gains[0].ravel(), gains[1].ravel())[0, 1]) < 0.01

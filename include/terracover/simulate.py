@@ -16,6 +16,7 @@ import argparse
 import hashlib
 import json
 import logging
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -388,7 +389,9 @@ class _TileFrame:
     cloud_brightness: dict[int, np.ndarray]
     atmosphere: np.ndarray  # 20 m: static spatial pattern of aerosol and water vapour
     footprint: BaseGeometry  # the scenes' lon/lat footprint, the same for every date
+    draw_seed: tuple[int, int]  # the tile's pool of sensor-noise draws
     surfaces: dict[tuple[int, int], tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    draws: dict[int, np.ndarray] = field(default_factory=dict)
 
     def surface(self, res: int, season: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
         if (res, season) not in self.surfaces:
@@ -396,6 +399,22 @@ class _TileFrame:
             bands = [i for i, b in enumerate(_REFL_BAND_SPECS) if b.resolution_m == res]
             self.surfaces[res, season] = _surface(lon, lat, self.classes[res], season, bands, seed)
         return self.surfaces[res, season]
+
+    def sensor_draws(self, res: int, n_bands: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """A date's standard normal draws at ``res``: (H, W) for the pixel gain, (bands, H, W) for the noise.
+
+        They are a window, at an offset drawn from the date's ``rng``, into one pool of draws per tile and
+        resolution twice the size a date needs: each date's draws are independent N(0, 1), as fresh ones would
+        be, and each pixel's draws differ from date to date, but drawing them cost a third of a scene's render.
+        """
+        h, w = self.classes[res].shape
+        need = (n_bands + 1) * h * w
+        if res not in self.draws:
+            pool_rng = np.random.default_rng([*self.draw_seed, res])
+            self.draws[res] = pool_rng.standard_normal(2 * need, dtype=np.float32)
+        start = int(rng.integers(0, self.draws[res].size - need + 1))
+        window = self.draws[res][start : start + need]
+        return window[: h * w].reshape(h, w), window[h * w :].reshape(n_bands, h, w)
 
 
 def _tile_frame(t: grid.Tile, bounds: tuple[float, float, float, float], cfg: SimulationConfig) -> _TileFrame:
@@ -416,7 +435,8 @@ def _tile_frame(t: grid.Tile, bounds: tuple[float, float, float, float], cfg: Si
     footprint = grid.transform_xy(
         Transformer.from_crs(t.epsg, 4326, always_xy=True).transform, box(*bounds).segmentize(1000)
     )
-    return _TileFrame(bounds, lonlat, classes, (x60, y60), persistence, brightness, atmosphere, footprint)
+    draw_seed = (cfg.seed, zlib.crc32(t.name.encode()))
+    return _TileFrame(bounds, lonlat, classes, (x60, y60), persistence, brightness, atmosphere, footprint, draw_seed)
 
 
 def _upsample3(field60: np.ndarray, shape20: tuple[int, int]) -> np.ndarray:
@@ -450,15 +470,15 @@ def _observe(
     sky20: np.ndarray,
     res: int,
     brightness: np.ndarray,
-    rng: np.random.Generator,
+    gain_z: np.ndarray,
+    noise_z: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """One date's (bands, H, W) uint16 DNs and (H, W) SCL: the season's surface, sensor noise, then clouds.
+    """One date's (bands, H, W) uint16 DNs and (H, W) SCL: the season's surface, sensor noise (a per-pixel gain
+    and per-band noise from the standard normal draws ``gain_z`` and ``noise_z``), then clouds.
 
-    The random draws are numpy's (a per-pixel gain, then per-band noise); everything else happens in one pass
-    of :func:`_observe_kernel`, in float32 in the order numpy would do it, so the DNs are numpy's to the bit.
+    One pass of :func:`_observe_kernel`, in float32 in the order numpy's array operations would do it, so the DNs
+    are those of the numpy formulation to the bit.
     """
-    gain_z = rng.standard_normal(surface.shape[1:], dtype=np.float32)
-    noise_z = rng.standard_normal(surface.shape, dtype=np.float32)
     ramp = np.float32(0.05) / 12 * np.arange(surface.shape[0], dtype=np.float32)
     sky, up = _sky_at(sky20, res)
     dn = np.empty(surface.shape, np.uint16)
@@ -628,7 +648,8 @@ def simulate_scenes(cfg: SimulationConfig, out_dir: Path) -> tuple[list[pystac.I
             rng = np.random.default_rng([cfg.seed, acq.day.toordinal()])
             for res in (10, 20, 60):
                 surface, clear_scl = frame.surface(res, season, cfg.seed)
-                dn, scl = _observe(surface, clear_scl, skies[i], res, frame.cloud_brightness[res], rng)
+                gain_z, noise_z = frame.sensor_draws(res, surface.shape[0], rng)
+                dn, scl = _observe(surface, clear_scl, skies[i], res, frame.cloud_brightness[res], gain_z, noise_z)
                 transform = Affine(res, 0, bounds[0], 0, -res, bounds[3])
                 res_bands = [b for b in _REFL_BAND_SPECS if b.resolution_m == res]
                 layers: dict[str, np.ndarray] = {b.name: dn[k] for k, b in enumerate(res_bands)}
