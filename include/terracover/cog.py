@@ -63,7 +63,7 @@ def cog_writer(
     overview_resampling: str | None = None,
     level: int = ZSTD_LEVEL,
     in_memory: bool = False,
-    predictor: int | None = None,
+    predictor: bool = True,
 ) -> Iterator[DatasetWriter]:
     """Yield a dataset to fill by window (``dst.write(block, window=...)``); when the block completes, it is
     copied to a COG at ``path`` (a local path: callers publish it to the object store atomically,
@@ -72,13 +72,13 @@ def cog_writer(
     107-band 1098 px stack, ~1 GB with one thread and ~1.6 GB with ``ALL_CPUS``, measured). The bytes written
     do not depend on ``threads``. ``overview_resampling`` overrides the COG driver's default (cubic, nearest
     for a paletted band). ``in_memory`` assembles the raster in memory instead (small rasters only).
-    ``predictor`` is TIFF's (1 none, 2 horizontal differencing, 3 floating point): by default 3 for floats, else 2."""
+    ``predictor``: TIFF's floating-point predictor for floats, horizontal differencing otherwise; or none."""
     dt = np.dtype(dtype)
     parts = path.with_name(f"{path.name}.parts.tif")  # same folder: the writer's temporary directory
     cog_options: dict[str, Any] = {
         "compress": "ZSTD",
         "level": level,
-        "predictor": predictor or _PREDICTOR.get(dt, 2),
+        "predictor": _PREDICTOR.get(dt, 2) if predictor else "NO",  # the COG driver's word for none
         "blocksize": blocksize,
         "overviews": "AUTO" if overviews else "NONE",
         "num_threads": str(threads),
@@ -146,7 +146,7 @@ def write_cog(
     overviews: bool = True,
     threads: int | str = "ALL_CPUS",
     level: int = ZSTD_LEVEL,
-    predictor: int | None = None,
+    predictor: bool = True,
 ) -> Path:
     """Write a (bands, rows, cols) or (rows, cols) array as a COG at ``path`` (see :func:`cog_writer`); arrays
     up to :data:`IN_MEMORY_BYTES` are assembled in memory, larger ones on disk."""

@@ -662,7 +662,7 @@ def simulate_scenes(cfg: SimulationConfig, out_dir: Path) -> tuple[list[pystac.I
                     path = folder / f"{name}.tif"
                     write_cog(
                         path, data, transform, t.epsg, nodata=0, descriptions=[name], overviews=False,
-                        threads=1, level=_SCENE_ZSTD_LEVEL, predictor=1,
+                        threads=1, level=_SCENE_ZSTD_LEVEL, predictor=False,
                     )  # fmt: skip
                     hrefs[name] = str(path.resolve())
             items.append(_scene_item(t, acq, bounds, frame.footprint, hrefs, plan.cloud_cover[i]))
