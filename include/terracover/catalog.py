@@ -199,6 +199,12 @@ class EmbeddedCatalog(Catalog):
                     PRIMARY KEY (collection, id));
                 CREATE INDEX IF NOT EXISTS items_time ON items (collection, start);
             """)
+        # Held open, never used: SQLite checkpoints the WAL into the database and deletes it whenever the last
+        # connection closes, so with one connection per call every write paid a checkpoint (an fsync of the
+        # database: 16-19 ms per upsert instead of 5 ms, measured at load 9). With this one open, the WAL is
+        # checkpointed as it fills (every 1000 pages). A statement makes it attach to the WAL (connect is lazy).
+        self._keeper = sqlite3.connect(self.db, timeout=60, check_same_thread=False)
+        self._keeper.execute("PRAGMA journal_mode=WAL")
 
     def _connect(self) -> sqlite3.Connection:
         con = sqlite3.connect(self.db, timeout=60)
