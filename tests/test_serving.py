@@ -312,6 +312,27 @@ def test_new_champion_is_answered_after_reload_and_shadow_is_scored(service: str
     assert _sample(text, "terracover_shadow_agreement_sum", champion_version=new, shadow_version=shadow) > 0
 
 
+def _click_map_until(page: Any, lon: float, lat: float, done: str, shots: Path) -> None:
+    """Click the map at ``lon, lat`` once it is still (no zoom or pan under way, so the point computed is the one
+    clicked) and wait for the page to show ``done``. A click the page did not take (seen once on a loaded CI
+    machine, cause not found) is given again, as a person would, at most three times; then the test fails with
+    the page's status and a screenshot."""
+    for _ in range(3):
+        page.wait_for_function("!map._animatingZoom && !(map._panAnim && map._panAnim._inProgress)", timeout=60_000)
+        point = f"map.latLngToContainerPoint([{lat}, {lon}])"
+        x, y = page.evaluate(f"(() => {{ const p = {point}; return [p.x, p.y]; }})()")
+        box_ = page.locator("#map").bounding_box()
+        assert box_ is not None
+        page.mouse.click(box_["x"] + x, box_["y"] + y)
+        try:
+            page.wait_for_selector(done, timeout=20_000)
+            return
+        except Exception:
+            continue
+    page.screenshot(path=str(shots / "map-failed.png"))
+    raise AssertionError(f"the map did not take a click at {lon, lat}; the page says: {page.inner_text('#status')!r}")
+
+
 @pytest.mark.browser
 def test_browser_draws_an_aoi_and_sees_the_layer(service: str) -> None:
     shots = ARTIFACTS / "serving"
@@ -329,13 +350,10 @@ def test_browser_draws_an_aoi_and_sees_the_layer(service: str) -> None:
         # Zoom to the region first (the page fits all covered subtiles, which other tests may have widened).
         page.evaluate(f"map.fitBounds([[{SOUTH}, {WEST}], [{NORTH}, {EAST}]], {{animate: false}})")
         page.click("#draw")
-        for lon, lat in corners:
-            x, y = page.evaluate(
-                f"(() => {{ const p = map.latLngToContainerPoint([{lat}, {lon}]); return [p.x, p.y]; }})()"
-            )
-            box_ = page.locator("#map").bounding_box()
-            assert box_ is not None
-            page.mouse.click(box_["x"] + x, box_["y"] + y)
+        # The first corner is taken when the status asks for the opposite one, the second when drawing ends.
+        taken = ["#status:text-is('Click the opposite corner.')", "#draw:not(.active)"]
+        for (lon, lat), done in zip(corners, taken, strict=True):
+            _click_map_until(page, lon, lat, done, shots)
         try:
             page.wait_for_selector("#predict:not([disabled])", timeout=60_000)
         except Exception:

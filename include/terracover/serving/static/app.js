@@ -14,7 +14,7 @@ const IMAGERY_MIN_ZOOM = 12; // farther out a tile touches many stacks: slow to 
 const NATIVE_ZOOM = 17; // ~1.2 m tile pixels at 40°N: finer than the 10 m data, Leaflet scales beyond
 const UNCHANGED = "#e1e1e1";
 const state = {
-  aoi: null, aoiLayer: null, coverage: {}, classes: [], drawing: false, corners: [],
+  aoi: null, aoiLayer: null, coverage: {}, coverageLoads: {}, classes: [], drawing: false, corners: [],
   predictions: {}, // year -> {id, body?}: the AOI's maps (body when /predict answered it)
   imagery: null, classesLayer: null, qualityLayer: null, change: null, changeLayer: null,
 };
@@ -84,16 +84,27 @@ function updateButtons() {
   $("compare").disabled = !state.aoi || !$("from-year").value || $("from-year").value === $("to-year").value;
 }
 
+function loadCoverage(year) {
+  // One request per year, however many selections wait for it (a year picked twice while its answer is on
+  // the way would otherwise be drawn, and the view fitted, twice).
+  if (!state.coverageLoads[year]) {
+    const load = fetch(`/coverage?year=${encodeURIComponent(year)}`).then(answerOf);
+    state.coverageLoads[year] = load;
+    load.catch(() => delete state.coverageLoads[year]); // a failed load is asked again next time
+  }
+  return state.coverageLoads[year];
+}
+
 async function showCoverage(year) {
-  if (!state.coverage[year]) {
-    try {
-      state.coverage[year] = await answerOf(await fetch(`/coverage?year=${encodeURIComponent(year)}`));
-    } catch (err) {
-      setStatus(`Coverage of ${year}: ${err.message}`, true);
-      return $("year").value === String(year); // still the year shown: its other layers go on
-    }
+  try {
+    state.coverage[year] = await loadCoverage(year);
+  } catch (err) {
+    setStatus(`Coverage of ${year}: ${err.message}`, true);
+    return $("year").value === String(year); // still the year shown: its other layers go on
   }
   if ($("year").value !== String(year)) return false; // the user picked another year while this one loaded
+  // Already drawn (the same year selected again): keep the view the user has moved to.
+  if (state.coverageLayer && document.body.dataset.coverage === String(year)) return true;
   if (state.coverageLayer) map.removeLayer(state.coverageLayer);
   state.coverageLayer = L.geoJSON(state.coverage[year], {
     style: { color: "#2a6df4", weight: 1, fill: false }, interactive: false,
